@@ -1,0 +1,1 @@
+"""The outside world: calendar sources and message channels, one interface each."""

@@ -1,0 +1,131 @@
+"""The one interface every calendar source implements.
+
+A source turns the outside calendar into ``Occurrence`` values inside a time
+window.  It knows nothing about clients, triggers or the store: detection
+happens in ``daemon.detect`` for every source alike.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from daemon.clock import Clock
+
+
+@dataclass(frozen=True)
+class Attendee:
+    email: str
+    name: str = ""
+    partstat: str = "NEEDS-ACTION"   # ACCEPTED, DECLINED, TENTATIVE, NEEDS-ACTION
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One occurrence of a calendar event, as the source shows it now.
+
+    ``key`` identifies the occurrence inside its calendar across polls (UID plus
+    original start for a recurring event; the UID alone for a single event;
+    Google's instance id).  ``uid`` groups the occurrences of one event.
+    A ``tombstone`` carries only ``key`` (and ``uid`` where known): the source
+    says it is cancelled or deleted without details.  ``deleted`` means the
+    whole event is gone, not one instance.
+    """
+
+    key: str
+    uid: str
+    start: datetime | None = None
+    end: datetime | None = None
+    all_day: bool = False
+    status: str = "confirmed"        # confirmed | tentative | cancelled
+    summary: str = ""
+    description: str = ""
+    categories: tuple[str, ...] = ()
+    attendees: tuple[Attendee, ...] = ()
+    color: str | None = None
+    last_modified: datetime | None = None
+    tombstone: bool = False
+    deleted: bool = False
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class FetchResult:
+    """What one poll returned.
+
+    ``occurrences`` is None when the source is unchanged since the state it was
+    given.  ``complete`` is True for a full snapshot of the window and False for
+    a delta (only what changed).  ``state`` is persisted and handed back next time.
+    ``warnings`` are per-item problems that did not stop the poll (no event text).
+    """
+
+    occurrences: list[Occurrence] | None
+    state: dict[str, Any]
+    complete: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SourceContext:
+    """What a source may use from the engine."""
+
+    base_dir: Path
+    timezone: tzinfo
+    clock: Clock
+    secret: Callable[[str], str]
+    state_dir: Path
+
+
+class NoOptions:
+    """For sources without kind-specific keys."""
+
+
+class CalendarSource(ABC):
+    """A calendar the service watches.
+
+    Capabilities are class attributes.  ``Options`` is a dataclass of the
+    kind-specific keys of a ``[[calendars]]`` table (validated with the rest of
+    the config).  ``fetch`` raises ``daemon.errors.SourceError`` naming the
+    calendar and its source when the calendar cannot be read or parsed; a
+    source must never raise anything else for bad data.
+    """
+
+    kind: ClassVar[str] = ""
+    writable: ClassVar[bool] = False
+    supports_incremental: ClassVar[bool] = False
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, name: str, source: str, options: Any, context: SourceContext,
+                 timeout: float = 30.0) -> None:
+        self.name = name
+        self.source = source
+        self.options = options
+        self.context = context
+        self.timeout = timeout
+
+    @property
+    def display_source(self) -> str:
+        """The source as shown in messages (secrets in URLs masked)."""
+        from connectors.http import redact_url
+
+        return redact_url(self.source)
+
+    @abstractmethod
+    def fetch(self, window: Window, state: dict[str, Any]) -> FetchResult:
+        """Read the calendar; raises SourceError."""
+
+    def check(self) -> list[str]:
+        """Problems visible without contacting the calendar (``welcomeback check``)."""
+        return []
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,287 @@
+"""iCal files and feeds (``kind = "ics"``): a local path or an http(s) URL.
+
+Unchanged content is never parsed again: a 304 from a conditional GET, or the
+same SHA-256 of the body, returns "unchanged" (re-expanded only when the
+window has moved to a new day).  Recurrences are expanded with
+recurring-ical-events over the window; X-WR-TIMEZONE, Windows zone names and
+floating times (taken in the practice's zone) are handled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import icalendar
+import recurring_ical_events
+import requests
+
+from connectors import http
+from connectors.calendars.base import Attendee, CalendarSource, FetchResult, Occurrence, Window
+from daemon.errors import SourceError
+
+log = logging.getLogger(__name__)
+MAX_OCCURRENCES = 50_000
+MAX_BYTES = 64 * 1024 * 1024
+
+
+class IcsSource(CalendarSource):
+    kind = "ics"
+    supports_incremental = False
+
+    @property
+    def is_url(self) -> bool:
+        return self.source.lower().startswith(("http://", "https://", "webcal://"))
+
+    def path(self) -> Path:
+        p = Path(self.source).expanduser()
+        return p if p.is_absolute() else self.context.base_dir / p
+
+    def check(self) -> list[str]:
+        if not self.is_url and not self.path().is_file():
+            return [f"calendar '{self.name}': source file {self.path()} not found"]
+        return []
+
+    def fetch(self, window: Window, state: dict[str, Any]) -> FetchResult:
+        body, new_state = self._read(state)
+        if body is None:
+            return self._unchanged(window, state, new_state)
+        digest = hashlib.sha256(body).hexdigest()
+        new_state["sha256"] = digest
+        if digest == state.get("sha256") and state.get("window_day") == _day(window):
+            new_state["window_day"] = state.get("window_day")
+            return FetchResult(None, new_state)
+        occurrences, warnings = self.parse(body, window)
+        new_state["window_day"] = _day(window)
+        return FetchResult(occurrences, new_state, complete=True, warnings=warnings)
+
+    def _unchanged(self, window: Window, state: dict[str, Any], new_state: dict[str, Any]) -> FetchResult:
+        """A 304: nothing to parse unless the window moved to another day."""
+        if state.get("window_day") == _day(window):
+            return FetchResult(None, {**state, **new_state})
+        # The window moved: a full re-read is needed once a day.
+        body, fresh = self._read({})
+        assert body is not None
+        occurrences, warnings = self.parse(body, window)
+        fresh.update(sha256=hashlib.sha256(body).hexdigest(), window_day=_day(window))
+        return FetchResult(occurrences, fresh, complete=True, warnings=warnings)
+
+    # -- reading -----------------------------------------------------------------
+    def _read(self, state: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
+        """Return (body or None when the server said 304, new HTTP state)."""
+        if not self.is_url:
+            try:
+                with open(self.path(), "rb") as fh:
+                    return fh.read(MAX_BYTES + 1), {}
+            except OSError as exc:
+                raise SourceError(self.name, str(self.path()), f"cannot read file: {exc.strerror or exc}") from None
+        url = "https://" + self.source[len("webcal://"):] if self.source.lower().startswith("webcal://") else self.source
+        headers = {"Accept": "text/calendar, */*;q=0.5"}
+        if state.get("etag"):
+            headers["If-None-Match"] = state["etag"]
+        if state.get("last_modified"):
+            headers["If-Modified-Since"] = state["last_modified"]
+        try:
+            resp = http.get(url, headers=headers, timeout=self.timeout, attempts=2)
+        except requests.RequestException as exc:
+            raise SourceError(self.name, self.display_source, f"cannot fetch: {type(exc).__name__}") from None
+        kept = {k: v for k, v in (("etag", resp.headers.get("etag")),
+                                  ("last_modified", resp.headers.get("last-modified"))) if v}
+        if resp.status == 304:
+            return None, kept
+        if resp.status != 200:
+            raise SourceError(self.name, self.display_source, f"HTTP {resp.status}{_hint(resp.status)}")
+        return resp.body, kept
+
+    # -- parsing -----------------------------------------------------------------
+    def parse(self, body: bytes, window: Window) -> tuple[list[Occurrence], list[str]]:
+        """Expand ``body`` into occurrences inside ``window``; raises SourceError."""
+        where = self.display_source if self.is_url else str(self.path())
+        if len(body) > MAX_BYTES:
+            raise SourceError(self.name, where, f"larger than {MAX_BYTES // 2**20} MiB")
+        text = body.decode("utf-8-sig", errors="replace").lstrip()
+        if not text:
+            raise SourceError(self.name, where, "empty: no calendar data")
+        if text[:12].upper().startswith("BEGIN:VEVENT"):
+            text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n" + text.rstrip() + "\r\nEND:VCALENDAR\r\n"
+        if not text[:15].upper().startswith("BEGIN:VCALENDAR"):
+            looks = "an HTML page (a login or error page?)" if text[:1] == "<" else "not iCalendar data"
+            raise SourceError(self.name, where, f"not a calendar: {looks}")
+        try:
+            calendars = icalendar.Calendar.from_ical(text, multiple=True)
+        except Exception as exc:  # icalendar raises many kinds on broken input
+            raise SourceError(self.name, where, f"cannot parse: {_short(exc)}") from None
+        occurrences: list[Occurrence] = []
+        warnings: list[str] = []
+        for cal in calendars:
+            occurrences.extend(self._expand(cal, window, where, warnings))
+        return occurrences, warnings
+
+    def _expand(self, cal: Any, window: Window, where: str, warnings: list[str]) -> list[Occurrence]:
+        """Expand the whole calendar; if that fails, each event on its own, skipping broken ones."""
+        undated = [c for c in cal.subcomponents if c.name == "VEVENT" and c.get("DTSTART") is None]
+        if undated:
+            cal.subcomponents = [c for c in cal.subcomponents if not any(c is u for u in undated)]
+            warnings.append(f"{len(undated)} event(s) without DTSTART ignored")
+        recurring = _recurring_uids(cal)
+        try:
+            return self._expand_all(cal, window, where, recurring)
+        except SourceError as whole:
+            groups = _split_by_uid(cal)
+            if len(groups) <= 1:
+                raise
+            out: list[Occurrence] = []
+            for part in groups:
+                try:
+                    out.extend(self._expand_all(part, window, where, recurring))
+                except SourceError as exc:
+                    if "more than" in exc.reason:
+                        raise
+                    warnings.append(f"one event skipped: {exc.reason}")
+            if not out and warnings:
+                raise whole
+            return out
+
+    def _expand_all(self, cal: Any, window: Window, where: str, recurring: set[str]) -> list[Occurrence]:
+        try:
+            query = recurring_ical_events.of(cal, skip_bad_series=True)
+            out: list[Occurrence] = []
+            for component in query.after(window.start):
+                start = _aware(component.get("DTSTART"), self.context.timezone)
+                if start is not None and start >= window.end:
+                    break
+                occ = self._occurrence(component, recurring)
+                if occ is not None:
+                    out.append(occ)
+                if len(out) > MAX_OCCURRENCES:
+                    raise SourceError(self.name, where, f"more than {MAX_OCCURRENCES} occurrences in the window")
+            return out
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise SourceError(self.name, where, f"cannot expand recurrences: {_short(exc)}") from None
+
+    def _occurrence(self, c: Any, recurring: set[str]) -> Occurrence | None:
+        tz = self.context.timezone
+        raw_start = c.get("DTSTART")
+        if raw_start is None:
+            return None
+        start_value = getattr(raw_start, "dt", raw_start)
+        all_day = isinstance(start_value, date) and not isinstance(start_value, datetime)
+        start = _aware(raw_start, tz)
+        end = _aware(c.get("DTEND"), tz)
+        if end is None and c.get("DURATION") is not None and start is not None:
+            try:
+                end = start + c.decoded("DURATION")
+            except Exception:
+                end = None
+        if start is None:
+            return None
+        if end is None or end < start:
+            end = start + (timedelta(days=1) if all_day else timedelta(0))
+        uid = str(c.get("UID") or "").strip() or "nouid-" + hashlib.sha1(
+            f"{start.isoformat()}|{c.get('SUMMARY', '')}".encode()).hexdigest()[:16]
+        key = uid
+        if uid in recurring:
+            rid = _aware(c.get("RECURRENCE-ID"), tz) or start
+            key = f"{uid}@{rid.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+        return Occurrence(
+            key=key, uid=uid, start=start, end=end, all_day=all_day,
+            status=str(c.get("STATUS") or "CONFIRMED").strip().lower(),
+            summary=_text(c.get("SUMMARY")), description=_text(c.get("DESCRIPTION")),
+            categories=_categories(c.get("CATEGORIES")), attendees=_attendees(c.get("ATTENDEE")),
+            color=_text(c.get("COLOR")) or None, last_modified=_aware(c.get("LAST-MODIFIED"), tz),
+        )
+
+
+def _day(window: Window) -> str:
+    return window.start.date().isoformat()
+
+
+def _hint(status: int) -> str:
+    return {401: " (unauthorized: the feed address or password changed?)",
+            403: " (forbidden: is the calendar still shared?)",
+            404: " (not found: was the calendar deleted or its address reset?)",
+            410: " (gone: the feed address was reset)"}.get(status, "")
+
+
+def _short(exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+def _split_by_uid(cal: Any) -> list[Any]:
+    """One calendar per UID, each with the calendar's time zones."""
+    zones = [c for c in cal.subcomponents if c.name == "VTIMEZONE"]
+    groups: dict[str, list[Any]] = {}
+    for c in cal.subcomponents:
+        if c.name == "VEVENT":
+            groups.setdefault(str(c.get("UID") or id(c)), []).append(c)
+    out = []
+    for members in groups.values():
+        part = icalendar.Calendar()
+        for k, v in cal.items():
+            part[k] = v
+        part.subcomponents = zones + members
+        out.append(part)
+    return out
+
+
+def _recurring_uids(cal: Any) -> set[str]:
+    uids: set[str] = set()
+    for c in cal.walk("VEVENT"):
+        if c.get("RRULE") is not None or c.get("RDATE") is not None or c.get("RECURRENCE-ID") is not None:
+            uids.add(str(c.get("UID") or "").strip())
+    return uids
+
+
+def _aware(prop: Any, tz: Any) -> datetime | None:
+    """A timezone-aware datetime from a DTSTART-like property (dates at local midnight)."""
+    if prop is None:
+        return None
+    value = getattr(prop, "dt", prop)
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None and value.utcoffset() is not None else value.replace(tzinfo=tz)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=tz)
+    return None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(_text(v) for v in value)
+    return str(value)
+
+
+def _categories(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        cats = getattr(item, "cats", None)
+        if cats is not None:
+            out.extend(str(c) for c in cats)
+        else:
+            out.extend(s.strip() for s in str(item).split(",") if s.strip())
+    return tuple(out)
+
+
+def _attendees(value: Any) -> tuple[Attendee, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for a in items:
+        address = str(a).strip()
+        if address.lower().startswith("mailto:"):
+            address = address[7:]
+        params = getattr(a, "params", {}) or {}
+        out.append(Attendee(email=address.strip().lower(), name=str(params.get("CN", "")).strip(),
+                            partstat=str(params.get("PARTSTAT", "NEEDS-ACTION")).upper()))
+    return tuple(out)

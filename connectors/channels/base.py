@@ -1,0 +1,104 @@
+"""The one interface every message channel implements.
+
+Invariants live here so a new channel cannot forget them: dry-run, logging
+by step id only (never recipient or body), and the outcome vocabulary of
+``daemon.errors.ChannelError``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from daemon.clock import Clock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message, fully rendered.  ``audience`` is ``client`` or ``therapist``."""
+
+    step_id: str
+    sequence_id: str
+    audience: str
+    to_address: str
+    to_name: str
+    subject: str
+    text: str
+    html: str | None = None
+    message_id: str = ""
+    reply_to: str | None = None
+    due_at: datetime | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a channel reports after a hand-off it knows succeeded."""
+
+    provider_id: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class ChannelContext:
+    """What a channel may use from the engine."""
+
+    base_dir: Path
+    state_dir: Path
+    timezone: tzinfo
+    clock: Clock
+    secret: Callable[[str], str]
+    practice_name: str
+    therapist_name: str
+    therapist_email: str
+    sender: str = ""
+    dry_run: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NoOptions:
+    """For channels without backend-specific keys."""
+
+
+class Channel(ABC):
+    """A way to deliver a Message.
+
+    ``medium`` is ``email``, ``sms`` or ``call-task``; ``idempotent`` says whether
+    a second hand-off of the same step can never produce a second message.
+    ``deliver`` raises ``ChannelError`` with an outcome; anything else escaping a
+    channel is treated as ``uncertain`` by the engine.
+    """
+
+    backend: ClassVar[str] = ""
+    medium: ClassVar[str] = "email"
+    idempotent: ClassVar[bool] = False
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any, context: ChannelContext) -> None:
+        self.options = options
+        self.context = context
+
+    def send(self, message: Message) -> Receipt:
+        """Deliver, or only log under dry-run.  Raises ChannelError."""
+        if self.context.dry_run:
+            log.info("dry-run: step %s would go by %s (%s); nothing sent",
+                     message.step_id, self.backend, message.audience)
+            return Receipt(provider_id="dry-run", detail="dry run: not delivered")
+        return self.deliver(message)
+
+    @abstractmethod
+    def deliver(self, message: Message) -> Receipt:
+        """Hand the message to the outside world.  Raises ChannelError."""
+
+    def check(self) -> list[str]:
+        """Problems visible without sending (missing secret, bad folder)."""
+        return []
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,403 @@
+"""The configuration: one typed schema, every problem reported at once.
+
+``load(path)`` returns a ``Config`` or raises ``ConfigError`` listing each
+problem with its file, line and key.  The schema below is also the source of
+the reference in README.md (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError
+from email_validator import EmailNotValidError, validate_email
+
+from connectors.calendars import SOURCES
+from connectors.channels import EMAIL_BACKENDS, PHONE_ALIASES, PHONE_BACKENDS
+from daemon.durations import Duration, WorkingHours, parse_duration, parse_working_hours
+from daemon.errors import ConfigError
+from daemon.schema import Problems, build, keys_of, line_locator, option
+
+
+def _zone(value: Any) -> ZoneInfo:
+    if not isinstance(value, str):
+        raise ValueError("expected an IANA time zone name like 'America/New_York'")
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not a known time zone; expected an IANA name "
+                         "like 'America/New_York' or 'Europe/Berlin'") from None
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected an email address")
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"'{value}' is not a valid email address ({exc})") from None
+
+
+def _locale(value: Any) -> str:
+    try:
+        Locale.parse(str(value))
+    except (UnknownLocaleError, ValueError):
+        raise ValueError(f"'{value}' is not a known locale; expected e.g. 'en_US', 'de_DE'") from None
+    return str(value)
+
+
+def _share(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"{value!r} is not a share between 0 and 1 (e.g. 0.3 for 30 %)")
+    return float(value)
+
+
+def _duration(value: Any) -> Duration:
+    return parse_duration(value)
+
+
+def _hours(value: Any) -> WorkingHours:
+    return parse_working_hours(value)
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError("expected a list of words, e.g. [\"no-show\", \"DNA\"]")
+    return tuple(v.strip() for v in value)
+
+
+@dataclass
+class Practice:
+    name: str = option(doc="The practice's name, as clients know it.", example="Riverside Counselling")
+    therapist: str = option(doc="The therapist's name, used in messages.", example="Ana Ruiz")
+    therapist_email: str = option(parse=_email, doc="Where call tasks, notices and the digest go.",
+                                  example="ana@riverside.example")
+    timezone: ZoneInfo = option(parse=_zone, doc="IANA time zone of the practice.",
+                                example="America/New_York")
+    working_hours: WorkingHours = option(parse=_hours, doc="When steps may land.",
+                                         default_factory=lambda: parse_working_hours("Mon-Fri 09:00-17:00"))
+    locale: str = option("en_US", parse=_locale, doc="Formats dates and times in messages.")
+    rebooking_link: str = option("", doc="Optional link where clients can book again.")
+    phone: str = option("", doc="Optional practice phone number shown in messages.")
+
+
+@dataclass
+class Store:
+    path: str = option("state.db", doc="SQLite file, relative to the config file.")
+    url: str = option("", doc="Database URL instead of path, e.g. postgresql://host/db (multi-replica).")
+
+
+@dataclass
+class CalendarCommon:
+    name: str = option(doc="A short name for this calendar, shown in messages and status.")
+    kind: str = option(doc="Which kind of calendar.", choices=SOURCES.names())
+    source: str = option(doc="ics: a path (relative to this file) or an https URL; "
+                             "google: the calendar id; caldav: the calendar URL.")
+    poll_every: Duration = option(default_factory=lambda: parse_duration("2 minutes"),
+                                  parse=_duration, doc="How often the calendar is read.")
+    timeout: Duration = option(default_factory=lambda: parse_duration("30s"), parse=_duration,
+                               doc="Network timeout for one request.")
+
+
+@dataclass
+class CalendarConfig:
+    name: str
+    kind: str
+    source: str
+    poll_every: Duration
+    timeout: Duration
+    options: Any
+
+
+@dataclass
+class Clients:
+    directory: str = option("", doc="CSV (name,aliases,email,phone,preferred_channel,do_not_contact) "
+                                    "or .vcf file, relative to this file.")
+    default_region: str = option("US", doc="Region for phone numbers written without +country code.")
+
+
+@dataclass
+class Detection:
+    no_show_markers: tuple[str, ...] = option(
+        default_factory=lambda: ("no-show", "no show", "noshow", "DNA"), parse=_words,
+        doc="Words in a title, description or CATEGORIES that mark a no-show.")
+    no_show_colors: tuple[str, ...] = option(default_factory=tuple, parse=_words,
+                                             doc="Google colorId values that mark a no-show.")
+    reached_markers: tuple[str, ...] = option(
+        default_factory=lambda: ("reached", "✓"), parse=_words,
+        doc="Words the therapist adds to a missed session or call task once the client was reached.")
+    cancelled_prefixes: tuple[str, ...] = option(
+        default_factory=lambda: ("Cancelled:", "Canceled:"), parse=_words,
+        doc="Title prefixes that mean cancelled (Outlook keeps cancelled meetings that way).")
+    late_cancel_within: Duration = option(default_factory=lambda: parse_duration("24h"),
+                                          parse=_duration, doc="A cancellation this close to the start is late.")
+    rebook_window: Duration = option(default_factory=lambda: parse_duration("14 days"), parse=_duration,
+                                     doc="Another session booked this close to a cancelled one means it was moved.")
+    lookback: Duration = option(default_factory=lambda: parse_duration("30 days"), parse=_duration,
+                                doc="How far back sessions are read and compared.")
+    horizon: Duration = option(default_factory=lambda: parse_duration("120 days"), parse=_duration,
+                               doc="How far ahead sessions are read and compared.")
+    vanish_breaker: float = option(0.3, parse=_share,
+                                   doc="Share of upcoming sessions whose events may vanish at once "
+                                       "before the calendar is held as degraded.")
+    vanish_breaker_min: int = option(3, doc="…and at least this many events must vanish to trip it.")
+
+
+@dataclass
+class StepSpec:
+    channel: str = option(doc="phone or email.", choices=("phone", "email"))
+    after: Duration = option(parse=_duration, doc="Counted from the missed session's start.")
+    template: str = option(doc="Template name in the templates folder.")
+
+
+def _default_steps() -> list[StepSpec]:
+    return [StepSpec("phone", parse_duration("1 business day"), "phone_call"),
+            StepSpec("email", parse_duration("7 days"), "email_followup")]
+
+
+@dataclass
+class Cadence:
+    steps: list[StepSpec] = field(default_factory=_default_steps)
+    max_lateness: Duration = field(default_factory=lambda: parse_duration("3 days"))
+
+
+@dataclass
+class CadenceCommon:
+    steps: list = option(default_factory=list, doc="The follow-up steps, in order.")
+    max_lateness: Duration = option(default_factory=lambda: parse_duration("3 days"), parse=_duration,
+                                    doc="A step later than this (service was down) is skipped as too_late.")
+
+
+@dataclass
+class EmailCommon:
+    backend: str = option("outbox", doc="How email leaves.", choices=EMAIL_BACKENDS.names())
+    sender: str = option(parse=_email, key="from", doc="The From address.",
+                         example="ana@riverside.example")
+    sender_name: str = option("", doc="Display name in From (default: the practice name).")
+    reply_to: str = option("", doc="Reply-To (default: the therapist's email).")
+
+
+@dataclass
+class PhoneCommon:
+    backend: str = option("therapist-email", doc="How the phone step reaches the therapist or client.",
+                          choices=PHONE_BACKENDS.names() + tuple(PHONE_ALIASES))
+
+
+@dataclass
+class ChannelConfig:
+    backend: str
+    common: Any
+    options: Any
+
+
+@dataclass
+class Digest:
+    enabled: bool = option(True, doc="Send the therapist a daily digest email.")
+    at: str = option("07:30", doc="Local time of the digest (HH:MM).")
+
+
+@dataclass
+class Retention:
+    purge_after: Duration | None = option(None, parse=_duration,
+                                          doc="Delete closed follow-ups older than this (e.g. '24 months').")
+
+
+@dataclass
+class Templates:
+    folder: str = option("templates", doc="The therapist's templates, relative to this file "
+                                          "(defaults are copied there on first use).")
+
+
+@dataclass
+class Config:
+    path: Path
+    practice: Practice
+    store: Store
+    calendars: list[CalendarConfig]
+    clients: Clients
+    detection: Detection
+    cadence: Cadence
+    email: ChannelConfig
+    phone: ChannelConfig
+    dry_run: bool
+    digest: Digest
+    retention: Retention
+    templates: Templates
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(os.path.expanduser(relative))
+        return p if p.is_absolute() else self.base_dir / p
+
+
+TOP_LEVEL = ("practice", "store", "calendars", "clients", "detection", "cadence", "channels",
+             "digest", "retention", "templates")
+
+
+def load(path: Path) -> Config:
+    """Read and validate the config file.  Raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (use --config PATH or set "
+                          "WELCOMEBACK_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    problems = Problems(locate=line_locator(text), file=str(path))
+    config = parse(data, path.resolve(), problems)
+    if problems.items:
+        raise ConfigError(f"{path}: {len(problems.items)} problem(s) in the configuration",
+                          problems.items)
+    assert config is not None
+    return config
+
+
+def parse(data: dict[str, Any], path: Path, problems: Problems) -> Config | None:
+    """Validate parsed TOML; adds to ``problems`` and returns None when invalid."""
+    for key in data:
+        if key not in TOP_LEVEL:
+            problems.add(key, None, f"unknown section (known: {', '.join(TOP_LEVEL)})")
+    for required in ("practice", "calendars", "channels"):
+        if required not in data:
+            problems.add(required, None, "missing section")
+    practice = build(Practice, data.get("practice", {}), "practice", problems)
+    store = build(Store, data.get("store", {}), "store", problems)
+    calendars = _calendars(data.get("calendars", []), problems)
+    clients = build(Clients, data.get("clients", {}), "clients", problems)
+    detection = build(Detection, data.get("detection", {}), "detection", problems)
+    cadence = _cadence(data.get("cadence", {}), problems)
+    email, phone, dry_run = _channels(data.get("channels", {}), problems)
+    digest = build(Digest, data.get("digest", {}), "digest", problems)
+    retention = build(Retention, data.get("retention", {}), "retention", problems)
+    templates = build(Templates, data.get("templates", {}), "templates", problems)
+    if digest is not None and not _is_hhmm(digest.at):
+        problems.add("digest", "at", f"'{digest.at}' is not a time like 07:30")
+    parts = [practice, store, calendars, clients, detection, cadence, email, phone, digest,
+             retention, templates]
+    if any(p is None for p in parts) or problems.items:
+        return None
+    return Config(path, practice, store, calendars, clients, detection, cadence, email, phone,
+                  dry_run, digest, retention, templates, raw=data)
+
+
+def _is_hhmm(text: str) -> bool:
+    import re
+
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", text or "")
+    return bool(m) and int(m.group(1)) < 24 and int(m.group(2)) < 60
+
+
+def _calendars(items: Any, problems: Problems) -> list[CalendarConfig] | None:
+    if not isinstance(items, list) or not items:
+        problems.add("calendars", None, "expected at least one [[calendars]] table")
+        return None
+    out: list[CalendarConfig] = []
+    names: set[str] = set()
+    for i, item in enumerate(items, start=1):
+        table = f"calendars#{i}"
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            table += f" ({item['name']})"
+        kind = item.get("kind") if isinstance(item, dict) else None
+        opt_cls = _options_class(SOURCES, kind)
+        common = build(CalendarCommon, item, table, problems, extra_keys=keys_of(opt_cls)
+                       if dataclasses.is_dataclass(opt_cls) else frozenset())
+        opts = _build_options(opt_cls, item, table, problems, keys_of(CalendarCommon))
+        if common is None or opts is _BAD:
+            continue
+        if common.name in names:
+            problems.add(table, "name", f"'{common.name}' is used by another calendar; names must be unique")
+        names.add(common.name)
+        out.append(CalendarConfig(common.name, common.kind, common.source, common.poll_every,
+                                  common.timeout, opts))
+    return out
+
+
+_BAD = object()
+
+
+def _options_class(registry: Any, name: Any) -> type | None:
+    if not isinstance(name, str) or name not in registry.entries:
+        return None
+    try:
+        return registry.load(name).Options
+    except ImportError:
+        return None
+
+
+def _build_options(cls: type | None, item: Any, table: str, problems: Problems,
+                   common_keys: frozenset[str]) -> Any:
+    if cls is None or not dataclasses.is_dataclass(cls) or not isinstance(item, dict):
+        return None
+    subset = {k: v for k, v in item.items() if k in keys_of(cls)}
+    before = len(problems.items)
+    built = build(cls, subset, table, problems)
+    return _BAD if built is None or len(problems.items) > before else built
+
+
+def _cadence(data: Any, problems: Problems) -> Cadence | None:
+    common = build(CadenceCommon, data, "cadence", problems)
+    if common is None:
+        return None
+    if "steps" not in data:
+        return Cadence(max_lateness=common.max_lateness)
+    steps: list[StepSpec] = []
+    if not common.steps:
+        problems.add("cadence", "steps", "expected at least one step, e.g. "
+                     '{ channel = "phone", after = "1 business day", template = "phone_call" }')
+        return None
+    for i, raw in enumerate(common.steps, start=1):
+        step = build(StepSpec, raw, f"cadence.steps#{i}", problems)
+        if step is not None:
+            steps.append(step)
+    if len(steps) != len(common.steps):
+        return None
+    return Cadence(steps=steps, max_lateness=common.max_lateness)
+
+
+def _channels(data: Any, problems: Problems) -> tuple[Any, Any, bool]:
+    if not isinstance(data, dict):
+        problems.add("channels", None, "expected a table with [channels.email] and [channels.phone]")
+        return None, None, False
+    for key in data:
+        if key not in ("email", "phone", "dry_run"):
+            problems.add("channels", key, "unknown key (known: email, phone, dry_run)")
+    dry_run = data.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        problems.add("channels", "dry_run", f"expected true or false, found {dry_run!r}")
+        dry_run = False
+    if "email" not in data:
+        problems.add("channels.email", None, "missing section; expected at least: from = \"you@example\"")
+        email = None
+    else:
+        email = _channel(data["email"], "channels.email", EmailCommon, EMAIL_BACKENDS, problems)
+    phone = _channel(data.get("phone", {}), "channels.phone", PhoneCommon, PHONE_BACKENDS, problems)
+    return email, phone, dry_run
+
+
+def _channel(data: Any, table: str, common_cls: type, registry: Any, problems: Problems) -> Any:
+    backend = data.get("backend", common_cls().backend if common_cls is PhoneCommon else "outbox") \
+        if isinstance(data, dict) else None
+    backend = PHONE_ALIASES.get(backend, backend) if common_cls is PhoneCommon else backend
+    opt_cls = _options_class(registry, backend)
+    extra = keys_of(opt_cls) if opt_cls is not None and dataclasses.is_dataclass(opt_cls) else frozenset()
+    common = build(common_cls, data, table, problems, extra_keys=extra)
+    opts = _build_options(opt_cls, data, table, problems, keys_of(common_cls))
+    if common is None or opts is _BAD:
+        return None
+    return ChannelConfig(backend, common, opts)

@@ -1,0 +1,96 @@
+"""Domain values shared by detection, cadence, store and CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+
+TRIGGERS = ("cancelled", "late_cancel", "no_show")
+STEP_STATES = ("planned", "sending", "sent", "skipped", "failed", "uncertain")
+SKIP_REASONS = ("rebooked", "reached", "dismissed", "opted_out", "withdrawn", "too_late",
+                "no_contact_details")
+
+
+class State(str, Enum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+
+
+OPEN_STATES = (State.PLANNED.value, State.SENDING.value)
+
+
+@dataclass(frozen=True)
+class Client:
+    """A client from the directory (or known only by an attendee address)."""
+
+    id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    email: str = ""
+    phone: str = ""
+    preferred_channel: str = ""
+    do_not_contact: bool = False
+    in_directory: bool = True
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.split() else self.name
+
+    @property
+    def short_name(self) -> str:
+        """'Jane D.' — what a call task title shows."""
+        parts = self.name.split()
+        return parts[0] if len(parts) < 2 else f"{parts[0]} {parts[-1][0]}."
+
+
+@dataclass
+class SessionRow:
+    """What the store keeps of one session between polls (no titles, no notes)."""
+
+    calendar: str
+    key: str
+    uid: str
+    start: datetime
+    end: datetime
+    status: str = "active"          # active | cancelled
+    client_id: str | None = None
+    client_name: str = ""
+    client_email: str = ""
+    ambiguous: str = ""             # why the client could not be told apart
+    no_show: bool = False
+    reached: bool = False
+    present: bool = True
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A detected reason to follow up."""
+
+    kind: str                       # cancelled | late_cancel | no_show
+    calendar: str
+    session_key: str
+    session_start: datetime
+    client_id: str | None
+    client_name: str
+    client_email: str
+    ambiguous: str
+    detected_at: datetime
+
+
+@dataclass
+class Report:
+    """Something the therapist must look at; carries no event text."""
+
+    kind: str        # ambiguous | degraded | too_late | uncertain | failed
+    calendar: str
+    session_key: str
+    detail: str
+    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
