@@ -100,5 +100,14 @@ class Channel(ABC):
         """Problems visible without sending (missing secret, bad folder)."""
         return []
 
+    def feedback(self) -> dict[str, str]:
+        """What the therapist did with delivered items, by step id.
+
+        A channel whose messages the therapist can close (a call task in their
+        calendar) returns ``{step_id: "reached" | "dismissed"}``; the engine then
+        stops that sequence.  Raises ChannelError when it cannot be read.
+        """
+        return {}
+
     def close(self) -> None:
         """Release connections."""
