@@ -1,0 +1,119 @@
+"""What the real channels share: the RFC 5322 message, privacy scrubbing of
+provider answers, and the small option parsers their ``Options`` use.
+
+``build_email`` is the one place a ``Message`` becomes an ``EmailMessage``
+(SMTP sends it, the outbox backend writes it).  ``scrub`` makes a provider's
+error text safe for logs, the store and the digest: provider answers can echo
+the recipient's address or number.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from connectors.channels.base import ChannelContext, Message
+from daemon.durations import parse_duration
+
+_EMAIL = re.compile(r"[\w.+\-']+@[\w\-]+(?:\.[\w\-]+)+")
+_PHONE = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+MAX_REASON = 300
+
+
+def build_email(message: Message, context: ChannelContext) -> EmailMessage:
+    """The RFC 5322 message for ``message``: text plus an optional HTML alternative.
+
+    Message-ID is ``message.message_id`` (deterministic per step), Date comes from
+    the context's clock.  Raises ValueError for headers that cannot be encoded
+    (a line break in a subject or name).
+    """
+    mail = EmailMessage()
+    sender_name = context.extra.get("sender_name") or context.practice_name
+    mail["From"] = Address(display_name=sender_name, addr_spec=context.sender)
+    mail["To"] = Address(display_name=message.to_name, addr_spec=message.to_address)
+    mail["Subject"] = message.subject
+    mail["Date"] = format_datetime(context.clock.now().astimezone(context.timezone))
+    mail["Message-ID"] = message.message_id or fallback_message_id(message, context)
+    if message.reply_to:
+        mail["Reply-To"] = message.reply_to
+    mail.set_content(message.text)
+    if message.html:
+        mail.add_alternative(message.html, subtype="html")
+    return mail
+
+
+def fallback_message_id(message: Message, context: ChannelContext) -> str:
+    """A deterministic Message-ID from the step id, for messages built without one."""
+    domain = context.sender.rpartition("@")[2] or "welcomeback.invalid"
+    safe = re.sub(r"[^A-Za-z0-9.\-_]", "-", message.step_id)
+    return f"<step-{safe}@{domain}>"
+
+
+def scrub(text: str, message: Message | None = None) -> str:
+    """``text`` without recipient details: the message's address, name, body and
+    subject, any email address or phone-number-like digits; one short line."""
+    out = _CONTROL.sub(" ", text or "")
+    if message is not None:
+        for secret in _private_strings(message):
+            out = re.sub(re.escape(secret), "…", out, flags=re.IGNORECASE)
+    out = _EMAIL.sub("<address>", out)
+    out = _PHONE.sub("<number>", out)
+    out = re.sub(r"\s+", " ", out).strip()
+    return out if len(out) <= MAX_REASON else out[: MAX_REASON - 1] + "…"
+
+
+def _private_strings(message: Message) -> list[str]:
+    """Longest first, so a full name goes before its parts."""
+    parts = [message.to_address, message.to_name, message.text, message.subject,
+             message.html or ""]
+    parts += [w for w in re.split(r"[\s,]+", message.to_name or "") if len(w) >= 3]
+    digits = re.sub(r"\D", "", message.to_address)
+    if len(digits) >= 6:
+        parts.append(digits)
+    return sorted({p.strip() for p in parts if p and p.strip()}, key=len, reverse=True)
+
+
+def parse_seconds(value: Any) -> float:
+    """A timeout: a number of seconds or a duration like "30s"; raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("expected seconds (e.g. 30) or a duration like \"30s\"")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        d = parse_duration(value)
+        if d.days or d.business_days or d.months:
+            raise ValueError(f"'{value}' is too long for a network timeout; use seconds")
+        seconds = d.seconds
+    if not 0 < seconds <= 600:
+        raise ValueError(f"{value!r}: a timeout must be more than 0 and at most 600 seconds")
+    return seconds
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback IP addresses."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_api_base(value: Any) -> str:
+    """An https base URL (plain http only to loopback, for tests and local proxies)."""
+    if not isinstance(value, str) or "://" not in value:
+        raise ValueError(f"{value!r} is not a URL like 'https://api.example.com'")
+    parts = urlsplit(value)
+    if not parts.hostname:
+        raise ValueError(f"'{value}' has no host name")
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname)):
+        raise ValueError(f"'{value}': expected https:// (http:// is allowed only to localhost)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"'{value}': expected a base URL without query or fragment")
+    return value.rstrip("/")
