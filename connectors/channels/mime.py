@@ -42,10 +42,16 @@ def build_email(message: Message, context: ChannelContext) -> EmailMessage:
     mail["Message-ID"] = message.message_id or fallback_message_id(message, context)
     if message.reply_to:
         mail["Reply-To"] = message.reply_to
-    mail.set_content(message.text)
+    mail.set_content(message.text, cte=_cte(message.text))
     if message.html:
-        mail.add_alternative(message.html, subtype="html")
+        mail.add_alternative(message.html, subtype="html", cte=_cte(message.html))
     return mail
+
+
+def _cte(text: str) -> str | None:
+    """Quoted-printable for non-ASCII text, so the message stays 7-bit clean
+    (no 8BITMIME needed from the SMTP server)."""
+    return None if text.isascii() else "quoted-printable"
 
 
 def fallback_message_id(message: Message, context: ChannelContext) -> str:
