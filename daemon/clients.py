@@ -100,8 +100,8 @@ def normalise_phone(raw: str, region: str) -> str:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         raise ValueError(f"'{raw}' is not a phone number (write it as +1 555 010 0199)") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"'{raw}' is not a valid phone number")
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError(f"'{raw}' is not a possible phone number (wrong length for its country)")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -176,9 +176,9 @@ class CadenceCommon:
 
 @dataclass
 class EmailCommon:
-    backend: str = option("outbox", doc="How email leaves.", choices=EMAIL_BACKENDS.names())
     sender: str = option(parse=_email, key="from", doc="The From address.",
                          example="ana@riverside.example")
+    backend: str = option("outbox", doc="How email leaves.", choices=EMAIL_BACKENDS.names())
     sender_name: str = option("", doc="Display name in From (default: the practice name).")
     reply_to: str = option("", doc="Reply-To (default: the therapist's email).")
 

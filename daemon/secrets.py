@@ -78,3 +78,13 @@ def set_secret(name: str, value: str) -> None:
         raise UserError(f"cannot write secret '{name}' to the keyring ({type(exc).__name__}); on a "
                         f"server use systemd credentials (LoadCredentialEncrypted={name}:...) or the "
                         f"environment variable {_env_name(name)}") from None
+
+
+def delete_secret(name: str) -> None:
+    """Remove ``name`` from the keyring; raises UserError when it cannot."""
+    try:
+        import keyring
+
+        keyring.delete_password(SERVICE, name)
+    except Exception as exc:
+        raise UserError(f"cannot delete secret '{name}' from the keyring ({type(exc).__name__})") from None

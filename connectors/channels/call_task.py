@@ -1,0 +1,30 @@
+"""The phone step as a call task emailed to the therapist (the default).
+
+The therapist gets the client's name and number and a call script; the
+message goes out through whatever email backend is configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from connectors.channels.base import Channel, Message, Receipt
+
+
+class TherapistEmailCallTask(Channel):
+    backend = "therapist-email"
+    medium = "call-task"
+
+    @property
+    def email(self) -> Channel:
+        return self.context.extra["email_channel"]
+
+    @property
+    def idempotent(self) -> bool:  # type: ignore[override]
+        return self.email.idempotent
+
+    def deliver(self, message: Message) -> Receipt:
+        """Hand the task to the email backend, addressed to the therapist."""
+        task = replace(message, audience="therapist", to_address=self.context.therapist_email,
+                       to_name=self.context.therapist_name)
+        return self.email.deliver(task)

@@ -1,0 +1,64 @@
+"""The embedded default: each email written as an RFC 5322 ``.eml`` file.
+
+The file name is the step id, written atomically (temporary file, fsync,
+rename), so a repeat hand-off of the same step can never produce a second
+message.  No account and no network needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.channels.base import Channel, Message, Receipt
+from connectors.channels.mime import build_email
+from daemon.errors import ChannelError
+from daemon.schema import option
+
+
+@dataclass
+class OutboxOptions:
+    outbox: str = option("outbox", doc="Folder for the .eml files (outbox backend), relative to this file.")
+
+
+class OutboxChannel(Channel):
+    backend = "outbox"
+    medium = "email"
+    idempotent = True
+    Options = OutboxOptions
+
+    @property
+    def folder(self) -> Path:
+        p = Path(os.path.expanduser(self.options.outbox))
+        return p if p.is_absolute() else self.context.base_dir / p
+
+    def check(self) -> list[str]:
+        parent = self.folder if self.folder.exists() else self.folder.parent
+        if not os.access(parent, os.W_OK):
+            return [f"[channels.email] outbox: cannot write to {parent}"]
+        return []
+
+    def path_for(self, message: Message) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", message.step_id)
+        return self.folder / f"{safe}.eml"
+
+    def deliver(self, message: Message) -> Receipt:
+        target = self.path_for(message)
+        if target.exists():  # already handed off: never a second copy
+            return Receipt(provider_id=target.name, detail="already in the outbox")
+        try:
+            data = bytes(build_email(message, self.context))
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = target.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except (OSError, ValueError) as exc:
+            raise ChannelError("retry", f"cannot write to the outbox folder: {type(exc).__name__}") from None
+        return Receipt(provider_id=target.name)

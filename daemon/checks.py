@@ -1,0 +1,110 @@
+"""``welcomeback check``: everything that can be verified without sending."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from connectors.calendars import SOURCES
+from connectors.calendars.base import SourceContext
+from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
+from connectors.channels.base import ChannelContext
+from daemon import secrets
+from daemon.clients import load_directory
+from daemon.clock import SystemClock
+from daemon.config import Config
+from daemon.errors import UserError
+from daemon.templates import Templates
+
+
+def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
+    """(problems, warnings, summary) for a config that already parsed."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    clients = 0
+    try:
+        directory = load_directory(cfg.resolve(cfg.clients.directory) if cfg.clients.directory else None,
+                                   cfg.clients.default_region)
+        clients = len(directory.clients)
+    except UserError as exc:
+        problems.extend(exc.problems or [str(exc)])
+    if not cfg.clients.directory:
+        warnings.append("[clients] directory is not set: only attendee addresses identify clients")
+    templates = Templates(cfg.resolve(cfg.templates.folder))
+    for name in sorted({s.template for s in cfg.cadence.steps}):
+        problems.extend(templates.validate(name))
+    problems.extend(_sources(cfg))
+    problems.extend(_channels(cfg))
+    problems.extend(_sms_lengths(cfg, templates))
+    warnings.extend(_permissions(cfg))
+    summary = (f"{cfg.path}: OK\n"
+               f"  calendars: {', '.join(f'{c.name} ({c.kind})' for c in cfg.calendars)}\n"
+               f"  clients:   {clients} in the directory\n"
+               f"  steps:     " + "; ".join(f"{i}. {s.channel} after {s.after} ({s.template})"
+                                           for i, s in enumerate(cfg.cadence.steps, 1)) + "\n"
+               f"  email:     {cfg.email.backend}; phone: {cfg.phone.backend}"
+               + ("; DRY RUN (nothing is sent)" if cfg.dry_run else ""))
+    return problems, warnings, summary
+
+
+def _sources(cfg: Config) -> list[str]:
+    out = []
+    ctx = SourceContext(cfg.base_dir, cfg.practice.timezone, SystemClock(), secrets.lookup,
+                        cfg.resolve(cfg.store.path).parent)
+    for cal in cfg.calendars:
+        try:
+            source = SOURCES.load(cal.kind)(cal.name, cal.source, cal.options, ctx)
+            out.extend(f"{cfg.path}: [[calendars]] {p}" for p in source.check())
+        except ImportError as exc:
+            out.append(f"{cfg.path}: calendar '{cal.name}': kind '{cal.kind}' needs an extra package ({exc.name})")
+        except UserError as exc:
+            out.append(str(exc))
+    return out
+
+
+def _channels(cfg: Config) -> list[str]:
+    out = []
+    p = cfg.practice
+    ctx = ChannelContext(cfg.base_dir, cfg.resolve(cfg.store.path).parent, p.timezone, SystemClock(),
+                         secrets.lookup, p.name, p.therapist, p.therapist_email, sender=cfg.email.common.sender)
+    for registry, ch in ((EMAIL_BACKENDS, cfg.email), (PHONE_BACKENDS, cfg.phone)):
+        try:
+            channel = registry.load(ch.backend)(ch.options, ctx)
+            out.extend(channel.check())
+        except ImportError as exc:
+            out.append(f"{cfg.path}: backend '{ch.backend}' needs an extra package ({exc.name})")
+        except UserError as exc:
+            out.append(str(exc))
+    return out
+
+
+def _sms_lengths(cfg: Config, templates: Templates) -> list[str]:
+    if cfg.phone.backend != "twilio-sms":
+        return []
+    try:
+        from connectors.channels.twilio_sms import sms_problems
+    except ImportError:
+        return []
+    from daemon.templates import sample_context
+
+    out = []
+    for step in cfg.cadence.steps:
+        if step.channel == "phone":
+            try:
+                text = templates.render(step.template, sample_context()).text.strip()
+            except UserError:
+                continue
+            out.extend(f"template '{step.template}' (SMS): {p}" for p in sms_problems(text))
+    return out
+
+
+def _permissions(cfg: Config) -> list[str]:
+    out = []
+    for path in (cfg.path, cfg.resolve(cfg.store.path)):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if mode & (stat.S_IROTH | stat.S_IWOTH):
+            out.append(f"{path} is readable by every user on this machine; run: chmod o-rwx {path}")
+    return out

@@ -1,0 +1,204 @@
+"""Dispatch: for each due step, re-check, claim, hand off, record.
+
+The outbox discipline: the claim (planned → sending) is committed before the
+channel is called, and the result is recorded right after.  A crash in
+between leaves ``sending``; the next dispatcher (which holds the store's
+lock, so the old one is gone) marks it ``uncertain``: never sent twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from connectors.channels.base import Channel
+from daemon import followups, messages
+from daemon import sessions as session_store
+from daemon.errors import ChannelError, TemplateError
+from daemon.model import Client
+from daemon.store import calendars, dt, ts
+
+if TYPE_CHECKING:
+    from daemon.engine import Engine
+
+log = logging.getLogger(__name__)
+HOLD = "hold"
+MAX_ATTEMPTS = 5
+STOPS_SEQUENCE = ("opted_out", "reached", "withdrawn", "rebooked", "dismissed")
+
+
+class Dispatcher:
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.config = engine.config
+        self.paused: set[str] = set()
+        self.counts: dict[str, int] = {}
+
+    def run(self) -> dict[str, int]:
+        now = self.engine.clock.now()
+        with self.store.transaction() as conn:
+            for step_id in followups.abandon_stale(conn, self.engine.worker, now):
+                log.warning("step %s was being handed off when the service stopped: uncertain", step_id)
+                self.store.report(conn, now, "uncertain", "", step_id, "stopped during hand-off")
+        self._feedback(now)
+        with self.store.transaction() as conn:
+            due = followups.due(conn, now)
+        for step in due:
+            self._one(step["id"], now)
+        return self.counts
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def channel_for(self, name: str) -> Channel:
+        return self.engine.phone if name == "phone" else self.engine.email
+
+    def _feedback(self, now: datetime) -> None:
+        """Call tasks the therapist closed in their calendar stop their sequences."""
+        for channel in {id(c): c for c in (self.engine.phone, self.engine.email)}.values():
+            try:
+                closed = channel.feedback()
+            except ChannelError as exc:
+                log.warning("cannot read back %s: %s", channel.backend, exc.reason)
+                continue
+            for step_id, outcome in closed.items():
+                with self.store.transaction() as conn:
+                    row = followups.step_row(conn, step_id)
+                    if row is None or row["closed_at"]:
+                        continue
+                    if outcome == "reached":
+                        followups.set_client_flag(conn, row["client_id"], reached_at=ts(now))
+                    followups.stop(conn, row["sequence_id"], outcome, now)
+                    self.store.audit(conn, now, outcome, sequence_id=row["sequence_id"], step_id=step_id)
+                    log.info("follow-up %s stopped: %s in the calendar", row["sequence_id"], outcome)
+
+    # -- one step -------------------------------------------------------------------------
+    def _one(self, step_id: str, now: datetime) -> None:
+        with self.store.transaction() as conn:
+            step = followups.step_row(conn, step_id)
+            if step is None or step["state"] != "planned":
+                return
+            client = self.engine.client_of(step["client_id"], step["client_name"], step["client_email"])
+            channel = self.channel_for(step["channel"])
+            reason = self._stop_reason(conn, step, client, channel, now)
+            if reason == HOLD:
+                return
+            if reason:
+                self._skip(conn, step, reason, now)
+                return
+            if channel.backend in self.paused or not followups.claim(conn, step_id, self.engine.worker, now):
+                return
+        self._send(step, client, channel, now)
+
+    def _skip(self, conn: Any, step: Any, reason: str, now: datetime) -> None:
+        if reason in STOPS_SEQUENCE:
+            followups.stop(conn, step["sequence_id"], reason, now)
+            log.info("follow-up %s stopped: %s", step["sequence_id"], reason)
+        else:
+            followups.skip(conn, step["id"], reason, now)
+            followups.close_if_done(conn, step["sequence_id"], now)
+            log.info("step %s skipped: %s", step["id"], reason)
+            if reason == "too_late":
+                self.store.report(conn, now, "too_late", step["calendar"], step["id"], "too late to send")
+        self.store.audit(conn, now, "skipped", sequence_id=step["sequence_id"], step_id=step["id"], detail=reason)
+        self._count(f"skipped:{reason}")
+
+    def _stop_reason(self, conn: Any, step: Any, client: Client, channel: Channel, now: datetime) -> str | None:
+        """Re-check the trigger and the stop conditions against the latest snapshot."""
+        detected = dt(step["detected_at"])
+        start = dt(step["session_start"])
+        assert detected is not None and start is not None
+        if client.do_not_contact or self.engine._opted_out(conn, client.id, channel.medium):
+            return "opted_out"
+        flag = followups.client_flag(conn, client.id)
+        session = session_store.get(conn, step["calendar"], step["session_key"])
+        if (flag and flag["reached_at"] and flag["reached_at"] >= step["detected_at"]) or (session and session.reached):
+            return "reached"
+        if session is None or self._withdrawn(step["trigger"], session):
+            return "withdrawn"
+        if self._rebooked(conn, step, client, start, detected):
+            return "rebooked"
+        cal = conn.execute(calendars.select().where(calendars.c.name == step["calendar"])).mappings().first()
+        if cal is not None and cal["degraded"]:
+            log.info("step %s held: calendar %s is degraded", step["id"], step["calendar"])
+            return HOLD
+        due = dt(step["due_at"])
+        assert due is not None
+        if now - due > self.config.cadence.max_lateness.approx:
+            return "too_late"
+        if messages.contact_missing(channel, client):
+            return "no_contact_details"
+        return None
+
+    @staticmethod
+    def _withdrawn(trigger: str, session: Any) -> bool:
+        if trigger == "no_show":
+            return not session.present or not session.no_show or session.status != "active"
+        return session.present and session.status == "active"
+
+    def _rebooked(self, conn: Any, step: Any, client: Client, start: datetime, detected: datetime) -> bool:
+        if step["trigger"] == "no_show":
+            if step["n"] == 1:
+                return False   # a no-show always gets its first, well-being step
+            return session_store.booked_after(conn, client.id, start, exclude=(step["calendar"], step["session_key"]))
+        window = self.config.detection.rebook_window.approx
+        return session_store.booked_after(conn, client.id, start, exclude=(step["calendar"], step["session_key"]),
+                                          until=start + window, seen_after=detected)
+
+    # -- hand-off -------------------------------------------------------------------------
+    def _send(self, step: Any, client: Client, channel: Channel, now: datetime) -> None:
+        step_id = step["id"]
+        try:
+            message = messages.build(step, client, channel, self.config, self.engine.templates)
+        except TemplateError as exc:
+            self._record(step, "failed", now, reason=f"template: {exc}")
+            return
+        try:
+            receipt = channel.send(message)
+        except ChannelError as exc:
+            self._failed_send(step, channel, exc, now)
+            return
+        except Exception as exc:  # unknown: it may have gone out
+            log.error("step %s: unexpected %s during hand-off", step_id, type(exc).__name__)
+            self._record(step, "uncertain", now, reason=f"unexpected error {type(exc).__name__}")
+            return
+        self._record(step, "sent", now, provider_id=receipt.provider_id, reason=None)
+
+    def _failed_send(self, step: Any, channel: Channel, exc: ChannelError, now: datetime) -> None:
+        step_id = step["id"]
+        if exc.outcome in ("retry", "paused"):
+            if exc.outcome == "paused":
+                self.paused.add(channel.backend)
+            if exc.outcome == "retry" and step["attempts"] >= MAX_ATTEMPTS:
+                self._record(step, "failed", now, reason=f"gave up after {MAX_ATTEMPTS} attempts: {exc.reason}")
+                return
+            wait = exc.retry_after if exc.retry_after is not None else 300 * (1 + random.random())
+            with self.store.transaction() as conn:
+                followups.release(conn, step_id, now + timedelta(seconds=wait), exc.reason)
+                if exc.outcome == "paused":
+                    self.store.report(conn, now, "paused", "", channel.backend, exc.reason)
+            log.warning("step %s not sent (%s): %s", step_id, exc.outcome, exc.reason)
+            self._count(exc.outcome)
+            return
+        if exc.opted_out:
+            with self.store.transaction() as conn:
+                followups.set_client_flag(conn, step["client_id"], opted_out_at=ts(now),
+                                          opted_out_channels=channel.medium)
+        self._record(step, exc.outcome, now, reason=exc.reason)
+
+    def _record(self, step: Any, state: str, now: datetime, *, reason: str | None,
+                provider_id: str | None = None) -> None:
+        with self.store.transaction() as conn:
+            followups.finish(conn, step["id"], state, now, reason=reason, provider_id=provider_id,
+                             worker=self.engine.worker)
+            followups.close_if_done(conn, step["sequence_id"], now)
+            self.store.audit(conn, now, state, sequence_id=step["sequence_id"], step_id=step["id"],
+                             detail=(reason or "")[:500])
+            if state in ("failed", "uncertain"):
+                self.store.report(conn, now, state, step["calendar"], step["id"], (reason or "")[:500])
+        level = logging.INFO if state == "sent" else logging.WARNING
+        log.log(level, "step %s %s via %s", step["id"], state, step["channel"])
+        self._count(state)

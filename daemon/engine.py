@@ -1,0 +1,288 @@
+"""The engine: poll calendars, detect, plan follow-ups, dispatch due steps.
+
+It holds no domain state of its own: every decision is read from and written
+to the store, so a restart (or ``once`` after ``once``) picks up exactly where
+the last cycle stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectors.calendars import SOURCES
+from connectors.calendars.base import CalendarSource, SourceContext, Window
+from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
+from connectors.channels.base import Channel, ChannelContext
+from daemon import detect, followups, secrets
+from daemon import sessions as session_store
+from daemon.cadence import plan, sequence_id
+from daemon.clients import Directory, load_directory
+from daemon.clock import Clock
+from daemon.config import CalendarConfig, Config
+from daemon.errors import SourceError
+from daemon.lock import AdvisoryLock, FileLock
+from daemon.model import Client, Trigger
+from daemon.store import Store, calendars, steps, ts
+from daemon.templates import Templates
+
+log = logging.getLogger(__name__)
+CANCELS = ("cancelled", "late_cancel")
+
+
+@dataclass
+class PollResult:
+    calendar: str
+    ok: bool
+    error: str = ""
+    triggers: int = 0
+    degraded: str = ""
+
+
+@dataclass
+class CycleReport:
+    polls: list[PollResult] = field(default_factory=list)
+    dispatched: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[PollResult]:
+        return [p for p in self.polls if not p.ok]
+
+
+@dataclass
+class Health:
+    ok: bool
+    calendars: int
+    due: int
+    degraded: list[str]
+    uncertain: int
+    failed: int
+
+    @property
+    def summary(self) -> str:
+        parts = [f"{self.calendars} calendar(s) watched", f"{self.due} step(s) due"]
+        if self.degraded:
+            parts.append(f"{len(self.degraded)} degraded")
+        if self.uncertain:
+            parts.append(f"{self.uncertain} uncertain")
+        return ", ".join(parts)
+
+
+def store_url(config: Config) -> str:
+    if config.store.url:
+        url = config.store.url
+        return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+    return "sqlite:///" + str(config.resolve(config.store.path))
+
+
+def state_dir(config: Config) -> Path:
+    return Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or config.resolve(config.store.path).parent)
+
+
+class Engine:
+    """One configured practice.  Raises InstanceLocked when another process owns a SQLite store."""
+
+    def __init__(self, config: Config, clock: Clock, *, dry_run: bool = False, acquire_lock: bool = True,
+                 directory: Directory | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.dry_run = dry_run or config.dry_run
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.store = Store(store_url(config), dry_run=dry_run)
+        self._file_lock: FileLock | None = None
+        self._advisory: AdvisoryLock | None = None
+        self.is_dispatcher = True
+        if acquire_lock:
+            self._lock()
+        self.directory = directory if directory is not None else load_directory(
+            config.resolve(config.clients.directory) if config.clients.directory else None,
+            config.clients.default_region)
+        self.templates = Templates(config.resolve(config.templates.folder))
+        self.sources = {c.name: self._source(c) for c in config.calendars}
+        self.email = self._channel(EMAIL_BACKENDS, config.email)
+        self.phone = self._channel(PHONE_BACKENDS, config.phone)
+
+    # -- set-up -----------------------------------------------------------------------
+    def _lock(self) -> None:
+        if self.store.is_sqlite:
+            self._file_lock = FileLock(self.config.resolve(self.config.store.path))
+            self._file_lock.acquire()
+        else:
+            self._advisory = AdvisoryLock(self.store.engine)
+            self.is_dispatcher = self._advisory.acquire()
+            if not self.is_dispatcher:
+                log.info("another replica dispatches; this one only polls")
+
+    def _source(self, cal: CalendarConfig) -> CalendarSource:
+        ctx = SourceContext(self.config.base_dir, self.config.practice.timezone, self.clock,
+                            secrets.lookup, state_dir(self.config))
+        return SOURCES.load(cal.kind)(cal.name, cal.source, cal.options, ctx, timeout=cal.timeout.seconds or 30.0)
+
+    def _channel(self, registry: Any, cfg: Any) -> Channel:
+        p = self.config.practice
+        ctx = ChannelContext(self.config.base_dir, state_dir(self.config), p.timezone, self.clock,
+                             secrets.lookup, p.name, p.therapist, p.therapist_email,
+                             sender=self.config.email.common.sender, dry_run=self.dry_run)
+        if registry is PHONE_BACKENDS:
+            ctx.extra["email_channel"] = self.email
+        return registry.load(cfg.backend)(cfg.options, ctx)
+
+    def close(self) -> None:
+        for thing in [*self.sources.values(), self.email, self.phone]:
+            try:
+                thing.close()
+            except Exception:  # closing must never mask the real outcome
+                log.debug("close failed for %s", type(thing).__name__)
+        if self._file_lock:
+            self._file_lock.release()
+        if self._advisory:
+            self._advisory.release()
+        self.store.close()
+
+    # -- the cycle ----------------------------------------------------------------------
+    def run_once(self) -> CycleReport:
+        """Poll every calendar, then dispatch what is due."""
+        report = CycleReport(polls=[self.poll_one(name) for name in self.sources])
+        report.dispatched = self.dispatch()
+        return report
+
+    def poll(self, calendar_name: str | None = None) -> list[PollResult]:
+        names = [calendar_name] if calendar_name else list(self.sources)
+        return [self.poll_one(n) for n in names]
+
+    def poll_one(self, name: str) -> PollResult:
+        """Read one calendar and apply what changed; never raises for a bad calendar."""
+        source = self.sources[name]
+        now = self.clock.now()
+        rules = self.config.detection
+        window = Window(now - rules.lookback.approx, now + rules.horizon.approx)
+        with self.store.transaction() as conn:
+            row = self.store.calendar_row(conn, name)
+        try:
+            result = source.fetch(window, self.store.calendar_state(row))
+        except SourceError as exc:
+            return self._degrade(name, now, str(exc), error=True)
+        except Exception as exc:  # a connector bug must not stop the other calendars
+            log.debug("calendar %s: unexpected %s", name, type(exc).__name__, exc_info=True)
+            return self._degrade(name, now, f"calendar '{name}' ({source.display_source}): "
+                                 f"unexpected error {type(exc).__name__}", error=True)
+        for warning in result.warnings:
+            log.warning("calendar %s: %s", name, warning)
+        with self.store.transaction() as conn:
+            if result.occurrences is None:
+                self._calendar_ok(conn, name, now, result.state, row)
+                return PollResult(name, True)
+            return self._apply(conn, name, row, result, now, window)
+
+    def _apply(self, conn: Any, name: str, row: dict[str, Any], result: Any, now: datetime,
+               window: Window) -> PollResult:
+        prev = session_store.load(conn, name)
+        first_seen = datetime.fromisoformat(row["first_seen_at"].replace("Z", "+00:00")) \
+            if row["first_seen_at"] else now
+        last_poll = datetime.fromisoformat(row["last_ok_at"].replace("Z", "+00:00")) if row["last_ok_at"] else None
+        ctx = detect.Context(name, now, window, row["first_seen_at"] is None, first_seen, last_poll,
+                             self.config.detection, self.directory, self.config.practice.therapist_email)
+        outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
+        if outcome.tripped:
+            log.warning("calendar %s held back: %s", name, outcome.tripped)
+            self.store.report(conn, now, "degraded", name, outcome.tripped, outcome.tripped)
+            conn.execute(calendars.update().where(calendars.c.name == name).values(
+                last_poll_at=ts(now), degraded=outcome.tripped,
+                degraded_since=row["degraded_since"] or ts(now)))
+            return PollResult(name, True, degraded=outcome.tripped)
+        session_store.save(conn, outcome.rows + outcome.gone, set(prev))
+        conn.execute(calendars.update().where(calendars.c.name == name).values(
+            first_seen_at=row["first_seen_at"] or ts(now)))
+        self._calendar_ok(conn, name, now, result.state, row)
+        planned = sum(self._plan(conn, t, now) for t in outcome.triggers)
+        return PollResult(name, True, triggers=planned)
+
+    def _calendar_ok(self, conn: Any, name: str, now: datetime, state: dict[str, Any],
+                     row: dict[str, Any]) -> None:
+        if row.get("degraded"):
+            log.info("calendar %s healthy again", name)
+        conn.execute(calendars.update().where(calendars.c.name == name).values(
+            last_poll_at=ts(now), last_ok_at=ts(now), state_json=json.dumps(state),
+            degraded=None, degraded_since=None))
+
+    def _degrade(self, name: str, now: datetime, reason: str, *, error: bool) -> PollResult:
+        log.error("%s", reason)
+        with self.store.transaction() as conn:
+            row = self.store.calendar_row(conn, name)
+            conn.execute(calendars.update().where(calendars.c.name == name).values(
+                last_poll_at=ts(now), degraded=reason, degraded_since=row["degraded_since"] or ts(now)))
+            self.store.report(conn, now, "degraded", name, reason, reason)
+        return PollResult(name, False, error=reason, degraded=reason)
+
+    # -- planning -----------------------------------------------------------------------
+    def _plan(self, conn: Any, trigger: Trigger, now: datetime) -> int:
+        """Start a sequence for a trigger, or record why not.  Returns 1 if one started."""
+        seq = sequence_id(trigger)
+        if followups.exists(conn, seq):
+            return 0
+        rules = self.config.detection
+        if trigger.ambiguous or not trigger.client_id:
+            followups.create(conn, trigger, seq, [], now, closed_reason="ambiguous")
+            self.store.report(conn, now, "ambiguous", trigger.calendar, trigger.session_key,
+                              f"{trigger.kind} on {ts(trigger.session_start)}: {trigger.ambiguous}")
+            log.warning("follow-up %s not started: client ambiguous (%s)", seq, trigger.ambiguous)
+            return 0
+        if trigger.kind in CANCELS and session_store.booked_after(
+                conn, trigger.client_id, min(now, trigger.session_start),
+                exclude=(trigger.calendar, trigger.session_key),
+                until=trigger.session_start + rules.rebook_window.approx):
+            followups.create(conn, trigger, seq, [], now, closed_reason="rebooked")
+            log.info("follow-up %s not started: rescheduled within the rebook window", seq)
+            return 0
+        if followups.open_for_client(conn, trigger.client_id):
+            followups.create(conn, trigger, seq, [], now, closed_reason="merged")
+            log.info("follow-up %s not started: the client already has an open follow-up", seq)
+            return 0
+        client = self.client_of(trigger.client_id, trigger.client_name, trigger.client_email)
+        skip = "opted_out" if client.do_not_contact or self._opted_out(conn, client.id) else None
+        followups.create(conn, trigger, seq, plan(self.config, trigger, seq), now, skip_reason=skip)
+        self.store.audit(conn, now, "detected", sequence_id=seq, detail=trigger.kind)
+        log.info("follow-up %s started (%s)%s", seq, trigger.kind, " but opted out" if skip else "")
+        return 0 if skip else 1
+
+    def client_of(self, client_id: str, name: str = "", email: str = "") -> Client:
+        """The directory's current entry, or the attendee the session named."""
+        found = self.directory.by_id(client_id)
+        return found or Client(id=client_id, name=name or email, email=email, in_directory=False)
+
+    def _opted_out(self, conn: Any, client_id: str, medium: str | None = None) -> bool:
+        flag = followups.client_flag(conn, client_id)
+        if flag is None or not flag["opted_out_at"]:
+            return False
+        channels = set(filter(None, (flag["opted_out_channels"] or "").split(",")))
+        return not channels or "all" in channels or (medium is not None and medium in channels)
+
+    # -- dispatch and health --------------------------------------------------------------
+    def dispatch(self) -> dict[str, int]:
+        from daemon.dispatch import Dispatcher
+
+        if not self.is_dispatcher:
+            return {}
+        return Dispatcher(self).run()
+
+    def health(self) -> Health:
+        now = self.clock.now()
+        try:
+            with self.store.transaction() as conn:
+                degraded = [r[0] for r in conn.execute(
+                    sa.select(calendars.c.name).where(calendars.c.degraded.is_not(None))).all()]
+                counts = dict(conn.execute(sa.select(steps.c.state, sa.func.count()).group_by(steps.c.state)).all())
+                due = conn.execute(sa.select(sa.func.count()).select_from(steps).where(
+                    steps.c.state == "planned", steps.c.due_at <= ts(now))).scalar_one()
+        except sa.exc.SQLAlchemyError:
+            return Health(False, len(self.sources), 0, [], 0, 0)
+        return Health(True, len(self.sources), due, degraded, counts.get("uncertain", 0), counts.get("failed", 0))

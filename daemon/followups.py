@@ -1,0 +1,139 @@
+"""Store access for follow-up sequences and their steps (the durable queue)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from daemon.cadence import PlannedStep
+from daemon.model import OPEN_STATES, Trigger
+from daemon.store import client_flags, sequences, steps, ts
+
+JOINED = [*steps.c, sequences.c.calendar, sequences.c.session_key, sequences.c.session_start,
+          sequences.c.trigger, sequences.c.client_id, sequences.c.client_name, sequences.c.client_email,
+          sequences.c.detected_at, sequences.c.closed_at, sequences.c.closed_reason]
+
+
+def exists(conn: Connection, seq_id: str) -> bool:
+    return conn.execute(sa.select(sequences.c.id).where(sequences.c.id == seq_id)).first() is not None
+
+
+def create(conn: Connection, trigger: Trigger, seq_id: str, planned: list[PlannedStep], now: datetime,
+           *, closed_reason: str | None = None, skip_reason: str | None = None) -> None:
+    """Insert a sequence and its steps in one go (``closed_reason``: recorded, not followed up)."""
+    conn.execute(sequences.insert().values(
+        id=seq_id, calendar=trigger.calendar, session_key=trigger.session_key,
+        session_start=ts(trigger.session_start), trigger=trigger.kind,
+        client_id=trigger.client_id or "", client_name=trigger.client_name,
+        client_email=trigger.client_email, detected_at=ts(now),
+        closed_at=ts(now) if closed_reason or skip_reason else None,
+        closed_reason=closed_reason or skip_reason))
+    if closed_reason:
+        return
+    rows = [{"id": p.id, "sequence_id": seq_id, "n": p.n, "channel": p.channel, "template": p.template,
+             "due_at": ts(p.due_at), "state": "skipped" if skip_reason else "planned",
+             "reason": skip_reason, "attempts": 0, "finished_at": ts(now) if skip_reason else None}
+            for p in planned]
+    if rows:
+        conn.execute(steps.insert(), rows)
+
+
+def open_for_client(conn: Connection, client_id: str) -> str | None:
+    row = conn.execute(sa.select(sequences.c.id).where(
+        sequences.c.client_id == client_id, sequences.c.closed_at.is_(None))).first()
+    return row[0] if row else None
+
+
+def open_sequences(conn: Connection, client_id: str) -> list[str]:
+    return [r[0] for r in conn.execute(sa.select(sequences.c.id).where(
+        sequences.c.client_id == client_id, sequences.c.closed_at.is_(None))).all()]
+
+
+def due(conn: Connection, now: datetime) -> list[Any]:
+    return conn.execute(
+        sa.select(*JOINED).join(sequences, steps.c.sequence_id == sequences.c.id)
+        .where(steps.c.state == "planned", steps.c.due_at <= ts(now))
+        .order_by(steps.c.due_at, steps.c.id)).mappings().all()
+
+
+def step_row(conn: Connection, step_id: str) -> Any:
+    return conn.execute(
+        sa.select(*JOINED).join(sequences, steps.c.sequence_id == sequences.c.id)
+        .where(steps.c.id == step_id)).mappings().first()
+
+
+def claim(conn: Connection, step_id: str, worker: str, now: datetime) -> bool:
+    """planned → sending, only if still planned (another replica may have taken it)."""
+    result = conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned")
+                          .values(state="sending", claimed_by=worker, claimed_at=ts(now),
+                                  attempts=steps.c.attempts + 1))
+    return result.rowcount == 1
+
+
+def finish(conn: Connection, step_id: str, state: str, now: datetime, *, reason: str | None = None,
+           provider_id: str | None = None, worker: str | None = None) -> None:
+    query = steps.update().where(steps.c.id == step_id)
+    if worker is not None:
+        query = query.where(steps.c.claimed_by == worker, steps.c.state == "sending")
+    conn.execute(query.values(state=state, reason=reason, provider_id=provider_id, finished_at=ts(now)))
+
+
+def release(conn: Connection, step_id: str, due_at: datetime, reason: str) -> None:
+    """sending → planned again: the hand-off definitely did not happen."""
+    conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "sending")
+                 .values(state="planned", due_at=ts(due_at), reason=reason, claimed_by=None))
+
+
+def skip(conn: Connection, step_id: str, reason: str, now: datetime) -> None:
+    conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned")
+                 .values(state="skipped", reason=reason, finished_at=ts(now)))
+
+
+def stop(conn: Connection, seq_id: str, reason: str, now: datetime) -> int:
+    """Skip every planned step of a sequence and close it; returns how many were skipped."""
+    result = conn.execute(steps.update().where(steps.c.sequence_id == seq_id, steps.c.state == "planned")
+                          .values(state="skipped", reason=reason, finished_at=ts(now)))
+    close_if_done(conn, seq_id, now, reason)
+    return result.rowcount
+
+
+def close_if_done(conn: Connection, seq_id: str, now: datetime, reason: str | None = None) -> None:
+    pending = conn.execute(sa.select(sa.func.count()).select_from(steps).where(
+        steps.c.sequence_id == seq_id, steps.c.state.in_(OPEN_STATES))).scalar_one()
+    if pending == 0:
+        last = conn.execute(sa.select(steps.c.state, steps.c.reason).where(steps.c.sequence_id == seq_id)
+                            .order_by(steps.c.n.desc())).first()
+        final = reason or (last.reason if last and last.state == "skipped" else (last.state if last else "done"))
+        conn.execute(sequences.update().where(sequences.c.id == seq_id, sequences.c.closed_at.is_(None))
+                     .values(closed_at=ts(now), closed_reason=final))
+
+
+def abandon_stale(conn: Connection, worker: str, now: datetime) -> list[str]:
+    """``sending`` rows not held by this (live, lock-holding) process → ``uncertain``."""
+    stale = [r[0] for r in conn.execute(sa.select(steps.c.id).where(
+        steps.c.state == "sending", sa.or_(steps.c.claimed_by.is_(None), steps.c.claimed_by != worker))).all()]
+    for step_id in stale:
+        conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "sending").values(
+            state="uncertain", finished_at=ts(now),
+            reason="the service stopped during the hand-off; it may or may not have been delivered"))
+    return stale
+
+
+def client_flag(conn: Connection, client_id: str) -> Any:
+    return conn.execute(sa.select(client_flags).where(client_flags.c.client_id == client_id)).mappings().first()
+
+
+def set_client_flag(conn: Connection, client_id: str, **values: Any) -> None:
+    if client_flag(conn, client_id) is None:
+        conn.execute(client_flags.insert().values(client_id=client_id, opted_out_channels="", **values))
+    else:
+        conn.execute(client_flags.update().where(client_flags.c.client_id == client_id).values(**values))
+
+
+def all_steps(conn: Connection) -> list[Any]:
+    return conn.execute(
+        sa.select(*JOINED).join(sequences, steps.c.sequence_id == sequences.c.id)
+        .order_by(sequences.c.session_start, steps.c.n)).mappings().all()

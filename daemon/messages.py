@@ -1,0 +1,61 @@
+"""Turning a due step into a Message for its channel (the one place context is built)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from connectors.channels.base import Channel, Message
+from daemon.config import Config
+from daemon.errors import TemplateError
+from daemon.model import Client
+from daemon.store import dt
+from daemon.templates import Templates, context_for
+
+
+def message_id(step_id: str, sender: str) -> str:
+    """Deterministic per step, so a provider or mail server can spot a repeat."""
+    domain = sender.rsplit("@", 1)[-1] if "@" in sender else "welcomeback.invalid"
+    digest = hashlib.sha256(step_id.encode()).hexdigest()[:10]
+    return f"<wb-{step_id}-{digest}@{domain}>"
+
+
+def contact_missing(channel: Channel, client: Client) -> bool:
+    """Whether the client lacks what this channel needs (phone or email)."""
+    if channel.medium == "email":
+        return not client.email
+    return not client.phone
+
+
+def build(step: Any, client: Client, channel: Channel, config: Config, templates: Templates) -> Message:
+    """Render the step's template for ``client``; raises TemplateError."""
+    p = config.practice
+    session_start = dt(step["session_start"])
+    assert session_start is not None
+    ctx = context_for(client, session_start, step["trigger"], tz=p.timezone, locale=p.locale,
+                      therapist=p.therapist, practice=p.name, practice_phone=p.phone,
+                      rebooking_link=p.rebooking_link)
+    rendered = templates.render(step["template"], ctx)
+    sender = config.email.common.sender
+    base = dict(step_id=step["id"], sequence_id=step["sequence_id"], message_id=message_id(step["id"], sender),
+                due_at=dt(step["due_at"]), reply_to=config.email.common.reply_to or p.therapist_email)
+    if channel.medium == "call-task":
+        local = session_start.astimezone(p.timezone)
+        header = (f"Client: {client.name}\nPhone: {client.phone}\n"
+                  f"Missed session: {ctx['session_date']} {ctx['session_time']} ({_label(step['trigger'])})\n"
+                  f"Follow-up: {step['sequence_id']}\n\nSuggested words:\n\n")
+        return Message(audience="therapist", to_address=p.therapist_email, to_name=p.therapist,
+                       subject=f"Call {client.short_name}", text=header + rendered.text, html=None,
+                       meta={"phone": client.phone, "session_local": local.isoformat()}, **base)
+    if channel.medium == "sms":
+        return Message(audience="client", to_address=client.phone, to_name=client.name, subject="",
+                       text=rendered.text.strip(), html=None, **base)
+    if not rendered.subject:
+        raise TemplateError(f"template '{step['template']}' has no 'Subject:' first line; an email needs one")
+    return Message(audience="client", to_address=client.email, to_name=client.name,
+                   subject=rendered.subject, text=rendered.text, html=rendered.html, **base)
+
+
+def _label(trigger: str) -> str:
+    return {"no_show": "not attended", "late_cancel": "cancelled at short notice",
+            "cancelled": "cancelled"}.get(trigger, trigger)

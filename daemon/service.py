@@ -1,0 +1,298 @@
+"""``welcomeback run``: the long-running service under systemd (Type=notify).
+
+The store is the record of every follow-up; APScheduler is only an in-memory
+timer that says "poll this calendar now", "send what is due now" and "send the
+digest now" (see reliability notes §1), rebuilt from the config at each start
+and reload.  Its jobs run one at a time on a single worker thread.
+
+The main thread owns the life cycle: it sends READY=1 once config, store,
+templates and secrets are loaded, then every few seconds asks the engine for
+its health and pings ``WATCHDOG=1`` only while the store answers and no job is
+stuck, so systemd restarts a service that stopped working, not only one that
+died.  SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from daemon import config as config_module
+from daemon import sdnotify
+from daemon.clock import Clock, SystemClock
+from daemon.config import Config
+from daemon.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DISPATCH_EVERY = timedelta(seconds=60)
+DEFAULT_TICK = 5.0
+STUCK_AFTER = 15 * 60.0  # a job running longer than this withholds the watchdog ping
+FIRST_DISPATCH_DELAY = timedelta(seconds=5)  # let the first polls go first
+
+
+class Service:
+    """One running welcomeback: config, engine, scheduler, and the notify loop."""
+
+    def __init__(self, config_path: Path, *, debug: bool = False, tick: float | None = None,
+                 clock: Clock | None = None, stuck_after: float = STUCK_AFTER) -> None:
+        self.config_path = Path(config_path)
+        self.debug = debug
+        self.tick = tick if tick is not None else _default_tick()
+        self.clock: Clock = clock or SystemClock()
+        self.stuck_after = stuck_after
+        self.config: Config | None = None
+        self.engine: Any = None
+        self.scheduler: BackgroundScheduler | None = None
+        self._lock = threading.RLock()  # guards engine/scheduler swaps (reload, heartbeat)
+        self._wake = threading.Event()
+        self._reload_requested = False
+        self._busy_since: float | None = None
+
+    # -- life cycle --------------------------------------------------------------
+    def start(self) -> None:
+        """Load config, open the engine, schedule the jobs, then READY=1.
+
+        Raises ConfigError / UserError (e.g. InstanceLocked) for what the user can
+        fix, anything else for a runtime failure; nothing is left running then.
+        """
+        config = config_module.load(self.config_path)
+        with self._lock:
+            self._activate(config)
+        sdnotify.notify(ready=True, status=self._summary())
+        log.info("service ready: %d calendar(s)", len(config.calendars))
+
+    def _activate(self, config: Config) -> None:
+        """Open an engine for ``config`` and start its jobs; closes it on failure."""
+        from daemon.engine import Engine  # imported late: the engine pulls in every connector
+
+        engine = Engine(config, clock=self.clock)
+        try:
+            check = getattr(engine, "check_ready", None)
+            if check is not None:
+                check()
+            scheduler = self._build_scheduler(config, engine)
+            scheduler.start()
+        except BaseException:
+            engine.close()
+            raise
+        self.config, self.engine, self.scheduler = config, engine, scheduler
+
+    def _deactivate(self) -> None:
+        """Stop the jobs (an in-flight one finishes) and close the engine."""
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+            self.scheduler = None
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+    def stop(self) -> None:
+        """STOPPING=1, then let the running job finish and release the store."""
+        sdnotify.notify(stopping=True, status="stopping")
+        with self._lock:
+            self._deactivate()
+        log.info("service stopped")
+
+    def reload(self) -> bool:
+        """Apply the config file again; True when the new one is now in force.
+
+        A config that does not load is logged and ignored: the running engine and
+        jobs are untouched.  A config that loads but whose engine cannot start
+        (templates, secrets) falls back to the previous config.
+        """
+        sdnotify.notify(reloading=True, status="reloading configuration")
+        try:
+            new = config_module.load(self.config_path)
+        except ConfigError as exc:
+            _log_rejected(exc)
+            sdnotify.notify(ready=True, status="reload rejected: " + self._summary())
+            return False
+        with self._lock:
+            old = self.config
+            self._deactivate()
+            applied = self._swap_to(new, old)
+        sdnotify.notify(ready=True, status=self._summary())
+        return applied
+
+    def _swap_to(self, new: Config, old: Config | None) -> bool:
+        try:
+            self._activate(new)
+        except Exception as exc:
+            if old is None:
+                raise
+            log.error("new configuration could not start (%s); keeping the previous one",
+                      type(exc).__name__)
+            _log_problems(exc)
+            self._activate(old)
+            return False
+        log.info("configuration reloaded: %d calendar(s)", len(new.calendars))
+        return True
+
+    # -- the main loop -----------------------------------------------------------
+    def run(self, stop_event: threading.Event | None = None) -> int:
+        """Start, then loop until ``stop_event`` is set or SIGTERM/SIGINT; returns 0."""
+        stop = stop_event or threading.Event()
+        restore = self._install_signals(stop)
+        try:
+            self.start()
+            try:
+                self._loop(stop)
+            finally:
+                self.stop()
+        finally:
+            restore()
+        return 0
+
+    def _loop(self, stop: threading.Event) -> None:
+        """Heartbeat every tick; reload when asked; return once ``stop`` is set."""
+        while not stop.is_set():
+            self.heartbeat()
+            self._wake.wait(self.tick)
+            self._wake.clear()
+            if self._reload_requested and not stop.is_set():
+                self._reload_requested = False
+                self.reload()
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload soon (what SIGHUP does); safe from any thread."""
+        self._reload_requested = True
+        self._wake.set()
+
+    def heartbeat(self) -> bool:
+        """Ping the watchdog with a STATUS if the engine is healthy; True when pinged."""
+        with self._lock:
+            problem, summary = self._check()
+        if problem:
+            log.warning("unhealthy: %s", problem)
+            sdnotify.notify(status=f"unhealthy: {problem}; {summary}")
+            return False
+        sdnotify.notify(watchdog=True, status=summary)
+        return True
+
+    def _check(self) -> tuple[str | None, str]:
+        """(what is wrong or None, the health summary) for the running engine."""
+        if self.engine is None or self.scheduler is None or not self.scheduler.running:
+            return "scheduler not running", "not running"
+        try:
+            health = self.engine.health()
+        except Exception as exc:
+            return f"health check failed ({type(exc).__name__})", "health unknown"
+        summary = str(health.summary)
+        busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > self.stuck_after:
+            return f"a job has been running for over {int(self.stuck_after)} s", summary
+        return (None if health.ok else "engine reports unhealthy"), summary
+
+    def _summary(self) -> str:
+        with self._lock:
+            return self._check()[1]
+
+    # -- signals -----------------------------------------------------------------
+    def _install_signals(self, stop: threading.Event) -> Callable[[], None]:
+        """SIGTERM/SIGINT stop, SIGHUP reloads; only possible in the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            stop.set()
+            self._wake.set()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self.request_reload()
+
+        previous = {sig: signal.signal(sig, handler) for sig, handler in
+                    ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup))}
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return restore
+
+    # -- jobs --------------------------------------------------------------------
+    def _build_scheduler(self, config: Config, engine: Any) -> BackgroundScheduler:
+        """An in-memory scheduler: one poll job per calendar, dispatch, digest."""
+        scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=timezone.utc)
+        now = datetime.now(timezone.utc)
+        for calendar in config.calendars:
+            scheduler.add_job(self._job, IntervalTrigger(seconds=_seconds(calendar.poll_every.approx)),
+                              args=(engine.poll, calendar.name), id=f"poll:{calendar.name}",
+                              name="poll", next_run_time=now)
+        scheduler.add_job(self._job, IntervalTrigger(seconds=DISPATCH_EVERY.total_seconds()),
+                          args=(engine.dispatch,), id="dispatch", name="dispatch",
+                          next_run_time=now + FIRST_DISPATCH_DELAY)
+        digest = getattr(engine, "send_digest", None)
+        if config.digest.enabled and digest is not None:
+            hour, minute = (int(part) for part in config.digest.at.split(":"))
+            scheduler.add_job(self._job, CronTrigger(hour=hour, minute=minute,
+                                                     timezone=config.practice.timezone),
+                              args=(digest,), id="digest", name="digest")
+        return scheduler
+
+    def _job(self, func: Callable[..., Any], *args: Any) -> None:
+        """Run one engine call; a failure is logged (type only) and the next run still comes."""
+        self._busy_since = time.monotonic()
+        try:
+            func(*args)
+        except Exception as exc:
+            # Exception text may quote calendar content: log the type and, with
+            # --debug, the frames, never the message.
+            log.error("job %s failed: %s", getattr(func, "__name__", "?"), type(exc).__name__)
+            if self.debug:
+                log.debug("traceback:\n%s", "".join(traceback.format_tb(exc.__traceback__)))
+        finally:
+            self._busy_since = None
+
+
+def run_service(config_path: Path, *, debug: bool = False,
+                stop_event: threading.Event | None = None, tick: float | None = None) -> int:
+    """Run the service until SIGTERM (or ``stop_event``); returns the exit code.
+
+    Raises ConfigError / InstanceLocked (UserError: exit 2) when it cannot start.
+    """
+    service = Service(config_path, debug=debug, tick=tick)
+    try:
+        return service.run(stop_event)
+    except Exception as exc:
+        sdnotify.notify(status=f"failed: {type(exc).__name__}")
+        raise
+
+
+def _default_tick() -> float:
+    """Every 5 s, or more often if systemd's watchdog wants it (half its timeout)."""
+    interval = sdnotify.watchdog_interval()
+    return DEFAULT_TICK if interval is None else max(0.5, min(DEFAULT_TICK, interval / 2))
+
+
+def _seconds(delta: timedelta) -> float:
+    return max(1.0, delta.total_seconds())
+
+
+def _log_rejected(exc: ConfigError) -> None:
+    log.error("reload rejected, the running configuration stays in force: %s",
+              str(exc).splitlines()[0])
+    _log_problems(exc)
+
+
+def _log_problems(exc: Exception) -> None:
+    for problem in getattr(exc, "problems", []):
+        log.error("  - %s", problem)

@@ -1,0 +1,79 @@
+"""Store access for sessions (the latest snapshot of each calendar)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from daemon.model import SessionRow
+from daemon.store import dt, sessions, ts
+
+
+def _from_db(r: Any) -> SessionRow:
+    return SessionRow(
+        calendar=r.calendar, key=r.key, uid=r.uid, start=dt(r.start), end=dt(r.end),  # type: ignore[arg-type]
+        status=r.status, client_id=r.client_id, client_name=r.client_name or "",
+        client_email=r.client_email or "", ambiguous=r.ambiguous or "", no_show=bool(r.no_show),
+        reached=bool(r.reached), present=bool(r.present), first_seen_at=dt(r.first_seen_at),
+        last_seen_at=dt(r.last_seen_at), cancelled_at=dt(r.cancelled_at))
+
+
+def _to_db(row: SessionRow) -> dict[str, Any]:
+    return {"calendar": row.calendar, "key": row.key, "uid": row.uid, "start": ts(row.start),
+            "end": ts(row.end), "status": row.status, "client_id": row.client_id,
+            "client_name": row.client_name, "client_email": row.client_email,
+            "ambiguous": row.ambiguous, "no_show": row.no_show, "reached": row.reached,
+            "present": row.present, "first_seen_at": ts(row.first_seen_at),
+            "last_seen_at": ts(row.last_seen_at), "cancelled_at": ts(row.cancelled_at)}
+
+
+def load(conn: Connection, calendar: str) -> dict[str, SessionRow]:
+    rows = conn.execute(sa.select(sessions).where(sessions.c.calendar == calendar)).all()
+    return {r.key: _from_db(r) for r in rows}
+
+
+def get(conn: Connection, calendar: str, key: str) -> SessionRow | None:
+    r = conn.execute(sa.select(sessions).where(sessions.c.calendar == calendar,
+                                               sessions.c.key == key)).first()
+    return _from_db(r) if r else None
+
+
+def save(conn: Connection, rows: list[SessionRow], existing: set[str]) -> None:
+    """Insert new rows and update known ones (``existing`` = keys already stored)."""
+    inserts = [_to_db(r) for r in rows if r.key not in existing]
+    if inserts:
+        conn.execute(sessions.insert(), inserts)
+    for r in rows:
+        if r.key in existing:
+            values = _to_db(r)
+            conn.execute(sessions.update().where(sessions.c.calendar == r.calendar,
+                                                 sessions.c.key == r.key).values(**values))
+
+
+def for_client(conn: Connection, client_id: str) -> list[SessionRow]:
+    rows = conn.execute(sa.select(sessions).where(sessions.c.client_id == client_id)).all()
+    return [_from_db(r) for r in rows]
+
+
+def booked_after(conn: Connection, client_id: str, after: datetime, *, exclude: tuple[str, str],
+                 until: datetime | None = None, seen_after: datetime | None = None) -> bool:
+    """Whether the client has an active, present session starting after ``after``.
+
+    ``until`` bounds the start; ``seen_after`` instead accepts any session first
+    seen after that instant (a booking made since).
+    """
+    for s in for_client(conn, client_id):
+        if (s.calendar, s.key) == exclude or not s.present or s.status != "active" or s.no_show:
+            continue
+        if s.start <= after:
+            continue
+        if until is None and seen_after is None:
+            return True
+        if until is not None and s.start <= until:
+            return True
+        if seen_after is not None and s.first_seen_at is not None and s.first_seen_at > seen_after:
+            return True
+    return False
