@@ -331,7 +331,7 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(data)
         elif data:
             body = {k: v[0] for k, v in parse_qs(data.decode()).items()}
-        record = Recorded(method, parts.path, raw, body)
+        record = Recorded(method, unquote(parts.path), raw, body)
         fake = self.fake
         with fake.lock:
             fake.requests.append(record)
