@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 
 @dataclass
@@ -33,6 +34,10 @@ class Recorded:
 
     def json(self) -> Any:
         return json.loads(self.raw)
+
+    def form(self) -> dict[str, str]:
+        """An ``application/x-www-form-urlencoded`` body, one value per key."""
+        return {k: v[-1] for k, v in parse_qs(self.raw.decode(), keep_blank_values=True).items()}
 
 
 class LoopbackServer:

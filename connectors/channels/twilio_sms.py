@@ -1,0 +1,269 @@
+"""SMS through Twilio's Messages API, with the official ``twilio`` client.
+
+A Twilio send is not idempotent: a 5xx, a timeout or a dropped connection after
+the request was written is ``uncertain`` and never retried here.  Hard limits
+from the TCPA healthcare exemption live in the sender: one GSM-7 segment
+(``sms_problems``) and the recipient's local daytime (08:00-21:00).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as clock_time
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import timezone as phone_zones
+
+from connectors.channels.base import Channel, ChannelContext, Message, Receipt
+from connectors.channels.mime import parse_api_base, parse_seconds, scrub
+from daemon.errors import ChannelError, SecretMissing
+from daemon.schema import option
+
+log = logging.getLogger(__name__)
+SECRET = "twilio_auth_token"
+SMS_LIMIT = 160
+GSM7_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+              "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXTENDED = "^{}\\[~]|€\f"   # each takes two of the 160 septets
+SEND_FROM, SEND_UNTIL = clock_time(8), clock_time(21)
+MAX_ATTEMPTS = 3
+MAX_INLINE_WAIT = 30.0
+DEFAULT_WAIT = 60.0
+
+
+def sms_problems(text: str) -> list[str]:
+    """Why ``text`` does not fit one GSM-7 SMS (empty list: it fits)."""
+    if not text.strip():
+        return ["the SMS text is empty"]
+    problems = []
+    odd = sorted({c for c in text if c not in GSM7_BASIC and c not in GSM7_EXTENDED})
+    for char in odd:
+        problems.append(f"{char!r} (U+{ord(char):04X}) is not in the GSM-7 alphabet; "
+                        "the SMS would be re-encoded and split")
+    length = sum(2 if c in GSM7_EXTENDED else 1 for c in text)
+    if length > SMS_LIMIT:
+        problems.append(f"the SMS is {length} GSM-7 characters; at most {SMS_LIMIT} fit "
+                        "in one message")
+    return problems
+
+
+def _e164(value: Any) -> str:
+    """A valid phone number in E.164 (+ and country code); raises ValueError."""
+    if not isinstance(value, str):
+        raise ValueError("expected a phone number in E.164 form, e.g. '+14155552671'")
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise ValueError(f"'{value}' is not a valid phone number in E.164 form "
+                         "(e.g. '+14155552671')")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _sid(prefix: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(prefix + r"[0-9a-fA-F]{32}", value):
+            raise ValueError(f"expected a Twilio SID: '{prefix}' and 32 hex digits")
+        return value
+    return parse
+
+
+@dataclass
+class TwilioOptions:
+    account_sid: str = option(parse=_sid("AC"), doc="Twilio Account SID (the auth token is "
+                              "the secret twilio_auth_token).", example="AC" + "0" * 32)
+    from_number: str = option("", parse=_e164, doc="Sending number in E.164, e.g. +14155552671.")
+    messaging_service_sid: str = option("", parse=_sid("MG"),
+                                        doc="Messaging Service SID instead of from_number.")
+    api_base: str = option("https://api.twilio.com", parse=parse_api_base,
+                           doc="Twilio API base URL (a proxy or a test server).")
+    timeout: float = option(30.0, parse=parse_seconds,
+                            doc="Seconds to wait for Twilio to answer one request.")
+
+    def __post_init__(self) -> None:
+        if bool(self.from_number) == bool(self.messaging_service_sid):
+            raise ValueError("set exactly one of from_number and messaging_service_sid")
+
+
+class TwilioSmsChannel(Channel):
+    """One GSM-7 SMS per step, only in the recipient's local daytime."""
+
+    backend = "twilio-sms"
+    medium = "sms"
+    idempotent = False
+    Options = TwilioOptions
+
+    def __init__(self, options: TwilioOptions, context: ChannelContext, *,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(options, context)
+        self.sleep = sleep
+
+    def check(self) -> list[str]:
+        """A missing auth token; sends nothing."""
+        try:
+            self.context.secret(SECRET)
+        except SecretMissing as exc:
+            return [f"[channels.phone] backend twilio-sms: {exc}"]
+        return []
+
+    def deliver(self, message: Message) -> Receipt:
+        """Create the Message; 201 → Receipt(SID).  Raises ChannelError."""
+        to = self._precheck(message)
+        client = self._client()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            outcome = self._attempt(client, to, message)
+            if isinstance(outcome, Receipt):
+                return outcome
+            if attempt == MAX_ATTEMPTS or outcome.retry_after is None \
+                    or outcome.retry_after > MAX_INLINE_WAIT:
+                raise outcome
+            log.info("step %s: Twilio asked to wait %.1fs (attempt %d)",
+                     message.step_id, outcome.retry_after, attempt)
+            self.sleep(outcome.retry_after + random.uniform(0.05, 0.5))
+        raise AssertionError("unreachable")
+
+    def _precheck(self, message: Message) -> str:
+        """Text, number and send window, before anything leaves; returns E.164."""
+        problems = sms_problems(message.text)
+        if problems:
+            raise ChannelError("failed", "SMS not sendable: " + "; ".join(problems))
+        try:
+            to = _e164(message.to_address)
+        except ValueError:
+            raise ChannelError("failed", "the recipient's phone number is not a valid "
+                               "E.164 number") from None
+        wait = self._outside_daytime(to)
+        if wait:
+            raise ChannelError("retry", "outside the recipient's local 08:00-21:00",
+                               retry_after=wait)
+        return to
+
+    def _outside_daytime(self, to: str) -> float | None:
+        """Seconds until 08:00 at the recipient (their number's zone when it has
+        exactly one, else the practice's), or None inside the window."""
+        zones = phone_zones.time_zones_for_number(phonenumbers.parse(to, None))
+        zone = self.context.timezone
+        if len(zones) == 1 and zones[0] != "Etc/Unknown":
+            try:
+                zone = ZoneInfo(zones[0])
+            except ZoneInfoNotFoundError:
+                pass
+        local = self.context.clock.now().astimezone(zone)
+        if SEND_FROM <= local.time() < SEND_UNTIL:
+            return None
+        day = local.date() + timedelta(days=1 if local.time() >= SEND_UNTIL else 0)
+        opens = datetime.combine(day, SEND_FROM, tzinfo=zone)
+        return max(60.0, (opens - local).total_seconds())
+
+    def _attempt(self, client: Any, to: str, message: Message) -> Receipt | ChannelError:
+        """One POST.  Returns the receipt or a short-wait ``retry``; raises the rest."""
+        from twilio.base.exceptions import TwilioRestException
+
+        sender = ({"from_": self.options.from_number} if self.options.from_number
+                  else {"messaging_service_sid": self.options.messaging_service_sid})
+        try:
+            created = client.messages.create(to=to, body=message.text, **sender)
+        except TwilioRestException as exc:
+            error = self._rest_error(exc, client.http_client.last_headers, message)
+            if error.outcome == "retry":
+                return error
+            raise error from None
+        except Exception as exc:
+            raise _transport_error(exc) from None
+        log.info("step %s: accepted by Twilio", message.step_id)
+        return Receipt(provider_id=created.sid, detail=f"accepted by Twilio ({created.status})")
+
+    def _rest_error(self, exc: Any, headers: dict[str, str], message: Message) -> ChannelError:
+        """Map Twilio's status and error code to an outcome."""
+        status, code = int(exc.status), exc.code
+        text = f"Twilio {status} error {code}: {scrub(str(exc.msg), message)}"
+        if status == 401 or code == 20003:
+            return ChannelError("paused", f"{text} (check account_sid and the secret '{SECRET}')")
+        if code == 21610:
+            return ChannelError("failed", text + " (the recipient replied STOP)", opted_out=True)
+        retry_after = _seconds(headers.get("retry-after"))
+        if status == 429 or code == 20429:
+            return ChannelError("retry", text, retry_after=retry_after or DEFAULT_WAIT)
+        if status == 503 and retry_after:
+            return ChannelError("retry", text, retry_after=retry_after)
+        if 400 <= status < 500:
+            return ChannelError("failed", text)
+        return ChannelError("uncertain", text + "; the SMS may have been sent, not re-sent "
+                            "automatically")
+
+    def _client(self) -> Any:
+        """A Twilio client whose every request goes to ``api_base``."""
+        from twilio.rest import Client
+
+        try:
+            token = self.context.secret(SECRET)
+        except SecretMissing as exc:
+            raise ChannelError("paused", str(exc)) from None
+        client = Client(self.options.account_sid, token,
+                        http_client=_http_client(self.options.timeout))
+        client.edge = client.region = None  # TWILIO_EDGE/REGION must not move api_base
+        client.api.base_url = self.options.api_base
+        return client
+
+
+def _http_client(timeout: float) -> Any:
+    """The library's own HTTP client, remembering the last response's headers
+    (TwilioRestException does not carry them; 429/503 need Retry-After)."""
+    from twilio.http.http_client import TwilioHttpClient
+
+    class HeaderKeepingClient(TwilioHttpClient):
+        last_headers: dict[str, str] = {}
+
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            self.last_headers = {}
+            response = super().request(*args, **kwargs)
+            self.last_headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+            return response
+
+    return HeaderKeepingClient(timeout=timeout, logger=logging.getLogger(__name__ + ".http"))
+
+
+def _transport_error(exc: Exception) -> ChannelError:
+    """Never connected (refused, DNS, TLS, connect timeout) → retry; anything after
+    the request was written → uncertain."""
+    import requests
+
+    kind = type(exc).__name__
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)) \
+            or (isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc)):
+        return ChannelError("retry", f"cannot reach Twilio ({kind}); nothing was sent")
+    return ChannelError("uncertain", f"no answer from Twilio after the request was sent "
+                        f"({kind}); the SMS may have been sent, not re-sent automatically")
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when the cause chain shows the TCP connection was never established."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (NewConnectionError, ConnectTimeoutError, ConnectionRefusedError)):
+            return True
+        if isinstance(item, BaseException):
+            todo += [*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)]
+    return False
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(1.0, float(value)) if value else None
+    except ValueError:
+        return None
