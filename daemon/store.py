@@ -152,6 +152,7 @@ class Store:
         self.engine: Engine = sa.create_engine(url, future=True, pool_pre_ping=not self.is_sqlite)
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
         self.dry_run = dry_run
         self._dry_conn: Connection | None = None
         self.upgrade()
@@ -249,12 +250,18 @@ class Store:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None   # let SQLAlchemy issue BEGIN (savepoints work, see below)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """BEGIN IMMEDIATE: take the write lock up front, so two writers queue instead of failing."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # version → function(conn) that brings the previous version up to it

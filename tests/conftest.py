@@ -1,0 +1,122 @@
+"""Shared fixtures: a practice folder with config, directory and calendar, driven through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from daemon.cli import main
+from tests.ics import Ev, write
+
+NY = ZoneInfo("America/New_York")
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+CLIENTS = """name,aliases,email,phone,preferred_channel,do_not_contact
+Jane Doe,Janie,jane.doe@example.com,+1 555 010 0201,phone,false
+Omar Haddad,,omar.h@example.org,+1 555 010 0202,email,false
+Rosa Lind,,rosa.lind@example.net,+1 555 010 0203,,true
+Chris Park,,chris.park@example.com,+1 555 010 0204,,false
+Chris Park,,c.park@example.org,+1 555 010 0205,,false
+Mia Stone,,,+1 555 010 0206,,false
+"""
+
+CONFIG = """
+[practice]
+name = "Riverside Counselling"
+therapist = "Ana Ruiz"
+therapist_email = "ana@riverside.example"
+timezone = "America/New_York"
+working_hours = "Mon-Fri 09:00-17:00"
+
+[store]
+{store}
+
+[[calendars]]
+name = "main"
+kind = "ics"
+source = "practice.ics"
+
+[clients]
+directory = "clients.csv"
+
+[channels.email]
+backend = "outbox"
+outbox = "outbox"
+from = "ana@riverside.example"
+
+[channels.phone]
+backend = "therapist-email"
+{extra}
+"""
+
+
+def local(*args: int) -> datetime:
+    return datetime(*args, tzinfo=NY)
+
+
+@dataclass
+class Practice:
+    """A practice folder; ``once(now)`` runs one cycle through the real CLI."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    def calendar(self, events: list[Ev]) -> None:
+        write(self.root / "practice.ics", events)
+
+    def cli(self, *args: str) -> int:
+        return main(["--config", str(self.config), *args])
+
+    def once(self, now: datetime, *extra: str) -> int:
+        return self.cli("once", "--now", now.isoformat(), *extra)
+
+    def status(self, capsys: Any, now: datetime | None = None) -> list[dict[str, Any]]:
+        capsys.readouterr()
+        args = ["status", "--json"] + (["--now", now.isoformat()] if now else [])
+        assert self.cli(*args) == 0
+        return json.loads(capsys.readouterr().out)
+
+    def mails(self) -> list[str]:
+        if not self.outbox.exists():
+            return []
+        return sorted(p.read_text() for p in self.outbox.glob("*.eml"))
+
+    def mails_to(self, address: str) -> list[str]:
+        return [m for m in self.mails() if f"To: " in m and address in m.split("To:", 1)[1].splitlines()[0]]
+
+
+def make_practice(root: Path, *, store: str = 'path = "state.db"', extra: str = "") -> Practice:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "clients.csv").write_text(CLIENTS)
+    (root / "config.toml").write_text(CONFIG.format(store=store, extra=extra))
+    write(root / "practice.ics", [])
+    return Practice(root)
+
+
+@pytest.fixture
+def practice(tmp_path: Path) -> Practice:
+    return make_practice(tmp_path / "practice")
+
+
+@pytest.fixture(autouse=True)
+def _no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never touch a real keyring."""
+    monkeypatch.setenv("WELCOMEBACK_NO_KEYRING", "1")
+    monkeypatch.delenv("WELCOMEBACK_CONFIG", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
