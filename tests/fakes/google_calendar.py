@@ -84,6 +84,7 @@ class FakeGoogleCalendar:
         self.refresh_token = "fake-refresh"
         self.tokens: set[str] = set()
         self.revoked = False
+        self.granted = ""             # scopes /token reports for a new sign-in ("" = as requested)
         self._pages: dict[str, tuple[list[dict[str, Any]], str, int]] = {}
         self._counter = itertools.count(1)
         self._release = threading.Event()
@@ -395,7 +396,7 @@ class Handler(BaseHTTPRequestHandler):
         fake.tokens.add(token)
         answer = {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
         if grant == "authorization_code":
-            answer.update(refresh_token=fake.refresh_token, scope=form.get("scope", ""))
+            answer.update(refresh_token=fake.refresh_token, **({"scope": fake.granted} if fake.granted else {}))
         return 200, answer
 
     def _insert(self, cal: str, body: dict[str, Any]) -> tuple[int, Any]:
