@@ -112,3 +112,7 @@ def _safe(exc: Exception) -> str:
     """The first line of an exception's text, short; callers never put client data in exceptions."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text[:200]
+
+
+if __name__ == "__main__":
+    main()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings as warnings_module
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import icalendar
 import recurring_ical_events
@@ -111,13 +113,15 @@ class IcsSource(CalendarSource):
             looks = "an HTML page (a login or error page?)" if text[:1] == "<" else "not iCalendar data"
             raise SourceError(self.name, where, f"not a calendar: {looks}")
         try:
-            calendars = icalendar.Calendar.from_ical(text, multiple=True)
+            with _quiet():
+                calendars = icalendar.Calendar.from_ical(text, multiple=True)
         except Exception as exc:  # icalendar raises many kinds on broken input
             raise SourceError(self.name, where, f"cannot parse: {_short(exc)}") from None
         occurrences: list[Occurrence] = []
         warnings: list[str] = []
-        for cal in calendars:
-            occurrences.extend(self._expand(cal, window, where, warnings))
+        with _quiet():
+            for cal in calendars:
+                occurrences.extend(self._expand(cal, window, where, warnings))
         return occurrences, warnings
 
     def _expand(self, cal: Any, window: Window, where: str, warnings: list[str]) -> list[Occurrence]:
@@ -195,6 +199,14 @@ class IcsSource(CalendarSource):
             categories=_categories(c.get("CATEGORIES")), attendees=_attendees(c.get("ATTENDEE")),
             color=_text(c.get("COLOR")) or None, last_modified=_aware(c.get("LAST-MODIFIED"), tz),
         )
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """icalendar's guesses (vendor TZIDs) are not the therapist's business: keep stderr clean."""
+    with warnings_module.catch_warnings():
+        warnings_module.simplefilter("ignore")
+        yield
 
 
 def _day(window: Window) -> str:

@@ -1,0 +1,159 @@
+"""Bad feeds infer nothing: the mass-vanish breaker, empty and HTML feeds, HTTP faults, the corpus."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from connectors.calendars.base import SourceContext, Window
+from connectors.calendars.ics import IcsSource
+from daemon.clock import FixedClock
+from daemon.errors import SourceError
+from tests.conftest import CORPUS, local
+from tests.ics import Ev, calendar
+from tests.test_scenarios import team
+
+
+def ten_sessions() -> list[Ev]:
+    names = ["Jane Doe", "Omar Haddad", "Mia Stone"]
+    return [Ev(f"e{i}", local(2026, 11, 10 + i, 10), local(2026, 11, 10 + i, 10, 50), names[i % 3])
+            for i in range(10)]
+
+
+def test_feed_that_lost_80_percent_of_future_events_infers_nothing(practice, capsys):
+    rosa = Ev("rosa", local(2026, 11, 25, 10), local(2026, 11, 25, 10, 50), "Rosa Lind")
+    events = ten_sessions() + [rosa]
+    practice.calendar([team(), *events])
+    practice.once(local(2026, 11, 2, 8))
+    practice.calendar([team(), *events[:2]])
+    assert practice.once(local(2026, 11, 3, 8)) == 0
+    assert practice.status(capsys) == []
+    capsys.readouterr()
+    practice.cli("status")
+    assert "DEGRADED" in capsys.readouterr().out
+    # the previous snapshot stands: a later real cancellation of a held event is still seen
+    practice.calendar([team(), *events[:-1]])
+    practice.once(local(2026, 11, 4, 8))
+    assert [s["session_start"][:10] for s in practice.status(capsys)] == ["2026-11-25", "2026-11-25"]
+
+
+def test_empty_calendar_infers_nothing(practice, capsys):
+    practice.calendar([team(), *ten_sessions()])
+    practice.once(local(2026, 11, 2, 8))
+    practice.calendar([])
+    practice.once(local(2026, 11, 3, 8))
+    assert practice.status(capsys) == []
+
+
+@pytest.mark.parametrize("body", ["", "<html><body>Please sign in</body></html>", "BEGIN:VCALENDAR\r\nBEGIN:VEV"])
+def test_broken_file_infers_nothing_and_exits_1(practice, capsys, body):
+    practice.calendar([team(), *ten_sessions()])
+    practice.once(local(2026, 11, 2, 8))
+    (practice.root / "practice.ics").write_text(body)
+    capsys.readouterr()
+    code = practice.once(local(2026, 11, 3, 8))
+    err = capsys.readouterr().err
+    assert practice.status(capsys) == []
+    if code:
+        assert code == 1 and "practice.ics" in err and "main" in err and "Traceback" not in err
+
+
+def test_a_series_edit_is_never_held_back(practice, capsys):
+    """Three series shortened at once is the therapist's edit, not a broken feed."""
+    series = [Ev(f"w{i}", local(2026, 10, 5 + i, 10), local(2026, 10, 5 + i, 10, 50), name,
+                 rrule="FREQ=WEEKLY") for i, name in enumerate(["Jane Doe", "Omar Haddad", "Mia Stone"])]
+    practice.calendar(series)
+    practice.once(local(2026, 11, 2, 8))
+    for s in series:
+        s.rrule = "FREQ=WEEKLY;UNTIL=20261104T000000Z"
+    practice.calendar(series)
+    practice.once(local(2026, 11, 4, 8))
+    assert len({s["client"] for s in practice.status(capsys)}) == 3
+
+
+class _Feed(http.server.BaseHTTPRequestHandler):
+    responses: list[tuple[int, dict[str, str], bytes]] = []
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        type(self).seen.append(dict(self.headers))
+        status, headers, body = type(self).responses.pop(0)
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def feed_server(responses):
+    handler = type("H", (_Feed,), {"responses": list(responses), "seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/private-0123456789abcdef/basic.ics", handler
+    finally:
+        server.shutdown()
+
+
+def _source(url: str) -> IcsSource:
+    ctx = SourceContext(Path("."), ZoneInfo("America/New_York"), FixedClock(local(2026, 11, 2)),
+                        lambda n: "", Path("."))
+    return IcsSource("web", url, None, ctx, timeout=2)
+
+
+WINDOW = Window(datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2027, 2, 1, tzinfo=timezone.utc))
+
+
+def test_http_feed_conditional_get_and_body_hash():
+    body = calendar([team()]).encode()
+    with feed_server([(200, {"ETag": '"v1"'}, body), (304, {}, b""), (200, {}, body)]) as (url, h):
+        src = _source(url)
+        first = src.fetch(WINDOW, {})
+        assert first.occurrences and first.state["etag"] == '"v1"'
+        assert src.fetch(WINDOW, first.state).occurrences is None          # 304
+        assert h.seen[1].get("If-None-Match") == '"v1"'
+        assert src.fetch(WINDOW, {"sha256": first.state["sha256"], "window_day": first.state["window_day"]}).occurrences is None
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 410, 500])
+def test_http_errors_name_the_calendar_and_hide_the_secret_url(status):
+    with feed_server([(status, {}, b"no")] * 3) as (url, _):
+        with pytest.raises(SourceError) as err:
+            _source(url).fetch(WINDOW, {})
+    text = str(err.value)
+    assert f"HTTP {status}" in text and "web" in text and "0123456789abcdef" not in text
+
+
+def test_html_login_page_is_not_a_calendar():
+    with feed_server([(200, {"Content-Type": "text/html"}, b"<!doctype html><title>Sign in</title>")]) as (url, _):
+        with pytest.raises(SourceError, match="not a calendar"):
+            _source(url).fetch(WINDOW, {})
+
+
+CORPUS_FILES = sorted(CORPUS.glob("*/*.ics")) if CORPUS.is_dir() else []
+
+
+@pytest.mark.skipif(not CORPUS_FILES, reason="../shared/corpus not present in this checkout")
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_corpus_file_parses_or_fails_clearly(path):
+    ctx = SourceContext(path.parent, ZoneInfo("America/New_York"), FixedClock(local(2026, 11, 2)),
+                        lambda n: "", path.parent)
+    src = IcsSource("corpus", str(path), None, ctx)
+    for start in (datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2026, 10, 1, tzinfo=timezone.utc)):
+        try:
+            result = src.fetch(Window(start, start + timedelta(days=150)), {})
+            assert isinstance(result.occurrences, list)
+        except SourceError as exc:
+            assert path.name in str(exc) and "corpus" in str(exc)
