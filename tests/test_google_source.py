@@ -228,3 +228,32 @@ def test_missing_sign_in(fake: FakeGoogleCalendar, tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "google_token").write_text(fake.authorized_user_json())
     assert src.check() == []
+
+
+def test_service_account_with_delegation(fake: FakeGoogleCalendar, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    import json
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    info = {"type": "service_account", "client_email": "wb@proj.iam.gserviceaccount.com",
+            "private_key": pem, "private_key_id": "k1", "token_uri": fake.url + "/token"}
+    fake.add_event("e1", start=NOW + timedelta(days=1))
+    ctx = SourceContext(base_dir=tmp_path, timezone=TZ, clock=FixedClock(NOW),
+                        secret=lambda name: json.dumps(info), state_dir=tmp_path / "state")
+    opts = GoogleSourceOptions(api_endpoint=fake.api_endpoint, auth="service_account",
+                               subject="ana@riverside.example")
+    result = GoogleSource("main", "primary", opts, ctx).fetch(WINDOW, {})
+    assert [o.key for o in result.occurrences] == ["e1"]
+    (grant,) = [r for r in fake.requests if r.path == "/token"]
+    assert grant.body["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    import base64
+    payload = grant.body["assertion"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["sub"] == "ana@riverside.example" and "calendar.events.readonly" in claims["scope"]
+    # The wrong kind of secret for the configured auth is a clear SourceError.
+    wrong = GoogleSource("main", "primary", GoogleSourceOptions(api_endpoint=fake.api_endpoint), ctx)
+    with pytest.raises(SourceError, match="auth = 'oauth'"):
+        wrong.fetch(WINDOW, {})
