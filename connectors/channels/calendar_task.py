@@ -102,6 +102,8 @@ class CalendarCallTask(Channel):
             make_credentials(read_token(self.context.secret, self.context.state_dir), self.opts)
         except GoogleFailure as exc:
             return [f"[channels.phone] calendar: {exc.reason}"]
+        except ImportError:
+            return ["[channels.phone] calendar: the Google libraries are missing; install welcomeback[google]"]
         return []
 
     # -- delivery ----------------------------------------------------------------------
