@@ -117,7 +117,7 @@ class Engine:
             self._file_lock = FileLock(self.config.resolve(self.config.store.path))
             self._file_lock.acquire()
         else:
-            self._advisory = AdvisoryLock(self.store.engine)
+            self._advisory = AdvisoryLock(self.store.engine, self.store.safe_url)
             self.is_dispatcher = self._advisory.acquire()
             if not self.is_dispatcher:
                 log.info("another replica dispatches; this one only polls")
@@ -132,6 +132,7 @@ class Engine:
         ctx = ChannelContext(self.config.base_dir, state_dir(self.config), p.timezone, self.clock,
                              secrets.lookup, p.name, p.therapist, p.therapist_email,
                              sender=self.config.email.common.sender, dry_run=self.dry_run)
+        ctx.extra["sender_name"] = self.config.email.common.sender_name
         if registry is PHONE_BACKENDS:
             ctx.extra["email_channel"] = self.email
         return registry.load(cfg.backend)(cfg.options, ctx)

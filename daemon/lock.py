@@ -15,7 +15,11 @@ import sqlalchemy as sa
 
 from daemon.errors import InstanceLocked
 
-ADVISORY_KEY = 0x77656C636F6D65  # "welcome"
+def advisory_key(url: str) -> int:
+    """A 63-bit key per store, so practices (or test schemas) sharing a server do not collide."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(("welcomeback|" + url).encode()).digest()[:8], "big") >> 1
 
 
 class FileLock:
@@ -47,8 +51,9 @@ class FileLock:
 class AdvisoryLock:
     """A session-level PostgreSQL advisory lock on a dedicated connection (not via a pooler)."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, url: str) -> None:
         self.engine = engine
+        self.key = advisory_key(url)
         self._conn: Any = None
         self.held = False
 
@@ -56,7 +61,7 @@ class AdvisoryLock:
         """True when this process is now the dispatcher; False when another replica is."""
         if self._conn is None:
             self._conn = self.engine.connect()
-        got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar()
+        got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
         self._conn.commit()
         self.held = bool(got)
         return self.held
@@ -65,7 +70,7 @@ class AdvisoryLock:
         if self._conn is not None:
             try:
                 if self.held:
-                    self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                    self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
                     self._conn.commit()
             finally:
                 self._conn.close()

@@ -108,9 +108,45 @@ def make_practice(root: Path, *, store: str = 'path = "state.db"', extra: str = 
     return Practice(root)
 
 
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_BASE, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
 @pytest.fixture
-def practice(tmp_path: Path) -> Practice:
-    return make_practice(tmp_path / "practice")
+def pg_schema() -> Any:
+    """A fresh schema in the local PostgreSQL; yields a store URL that uses it."""
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    import uuid
+
+    import psycopg
+
+    name = "wb_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{name}"
+    finally:
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def practice(request: pytest.FixtureRequest, tmp_path: Path) -> Practice:
+    """Every scenario runs on SQLite and, where reachable, on PostgreSQL."""
+    if request.param == "sqlite":
+        return make_practice(tmp_path / "practice")
+    url = request.getfixturevalue("pg_schema")
+    return make_practice(tmp_path / "practice", store=f'url = "{url}"')
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from connectors.channels.base import ChannelContext, Message
@@ -23,19 +22,12 @@ from daemon.clock import FixedClock
 from daemon.errors import ChannelError, SecretMissing
 from daemon.schema import Problems, build
 from daemon.secrets import places
+from tests.fakes.smtp import LoopbackController
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
 RECIPIENT = "jordan.client@mail.example"
 NAME = "Jordan Quillfeather"
 BODY = "Hi Jordan, we missed you. Reply any time to find a new time. Grüße"
-
-
-class LoopbackController(Controller):
-    """aiosmtpd's Controller on an ephemeral port (port 0)."""
-
-    def _trigger_server(self) -> None:
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
 
 
 class Recorder:
