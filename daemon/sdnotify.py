@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 # Python keyword arguments → protocol keys (READY, WATCHDOG, ...).
 _FLAGS = ("ready", "watchdog", "stopping", "reloading")
+SEND_TIMEOUT = 2.0  # seconds
 
 
 def _address(raw: str) -> str | bytes | None:
@@ -66,10 +67,11 @@ def notify(**fields: object) -> bool:
     payload = encode(**fields).encode("utf-8")
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.settimeout(SEND_TIMEOUT)  # a full receive queue must not hang the main loop
             sock.sendto(payload, address)
         return True
-    except OSError as exc:
-        log.debug("sd_notify failed: %s", exc.strerror or exc)
+    except OSError as exc:  # includes socket.timeout
+        log.debug("sd_notify failed: %s", exc.strerror or type(exc).__name__)
         return False
 
 

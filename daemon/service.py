@@ -122,12 +122,41 @@ class Service:
             _log_rejected(exc)
             sdnotify.notify(ready=True, status="reload rejected: " + self._summary())
             return False
+        problem = self._probe(new)
+        if problem is not None:
+            log.error("reload rejected, the running configuration stays in force: the new one "
+                      "cannot start (%s)", type(problem).__name__)
+            _log_problems(problem)
+            sdnotify.notify(ready=True, status="reload rejected: " + self._summary())
+            return False
         with self._lock:
             old = self.config
             self._deactivate()
             applied = self._swap_to(new, old)
         sdnotify.notify(ready=True, status=self._summary())
         return applied
+
+    def _probe(self, config: Config) -> Exception | None:
+        """Build (and close) an engine for ``config`` without taking the store lock.
+
+        Templates, the client directory, calendars, channels and secrets load
+        here while the running engine keeps working; None when all is well.
+        """
+        from daemon.engine import Engine
+
+        try:
+            engine = Engine(config, clock=self.clock, acquire_lock=False)
+        except Exception as exc:
+            return exc
+        try:
+            check = getattr(engine, "check_ready", None)
+            if check is not None:
+                check()
+        except Exception as exc:
+            return exc
+        finally:
+            engine.close()
+        return None
 
     def _swap_to(self, new: Config, old: Config | None) -> bool:
         try:
@@ -258,7 +287,7 @@ class Service:
             # --debug, the frames, never the message.
             log.error("job %s failed: %s", getattr(func, "__name__", "?"), type(exc).__name__)
             if self.debug:
-                log.debug("traceback:\n%s", "".join(traceback.format_tb(exc.__traceback__)))
+                log.debug("traceback (frames only): %s", _frames(exc))
         finally:
             self._busy_since = None
 
@@ -285,6 +314,12 @@ def _default_tick() -> float:
 
 def _seconds(delta: timedelta) -> float:
     return max(1.0, delta.total_seconds())
+
+
+def _frames(exc: BaseException) -> str:
+    """Where ``exc`` came from, file:line per frame, without source text or values."""
+    return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                       for f in reversed(traceback.extract_tb(exc.__traceback__)))
 
 
 def _log_rejected(exc: ConfigError) -> None:

@@ -98,3 +98,15 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("0", "", "sixty"):
         monkeypatch.setenv("WATCHDOG_USEC", bad)
         assert sdnotify.watchdog_interval() is None
+
+
+def test_full_receive_queue_does_not_block(listener: socket.socket,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody reads the socket: notify gives up after its timeout instead of hanging."""
+    monkeypatch.setattr(sdnotify, "SEND_TIMEOUT", 0.01)
+    assert sdnotify.notify(status="first") is True
+    sent = 0
+    while sdnotify.notify(status="x" * 1000):  # fills the receive queue, then gives up
+        sent += 1
+        assert sent < 100_000, "the queue never filled"
+    assert _receive(listener) == {"STATUS": "first"}
