@@ -46,6 +46,7 @@ class Dispatcher:
         self._feedback(now)
         with self.store.transaction() as conn:
             due = followups.due(conn, now)
+        log.debug("dispatch: %d step(s) due", len(due))
         for step in due:
             self._one(step["id"], now)
         return self.counts

@@ -178,6 +178,9 @@ class Engine:
                                  f"unexpected error {type(exc).__name__}", error=True)
         for warning in result.warnings:
             log.warning("calendar %s: %s", name, warning)
+        log.debug("calendar %s: %s occurrence(s) in the window (%s)", name,
+                  "unchanged" if result.occurrences is None else len(result.occurrences),
+                  "snapshot" if result.complete else "changes")
         with self.store.transaction() as conn:
             if result.occurrences is None:
                 self._calendar_ok(conn, name, now, result.state, row)
@@ -193,6 +196,8 @@ class Engine:
         ctx = detect.Context(name, now, window, row["first_seen_at"] is None, first_seen, last_poll,
                              self.config.detection, self.directory, self.config.practice.therapist_email)
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
+        log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
+                  len(outcome.gone), len(outcome.triggers))
         if outcome.tripped:
             log.warning("calendar %s held back: %s", name, outcome.tripped)
             self.store.report(conn, now, "degraded", name, outcome.tripped, outcome.tripped)
