@@ -100,8 +100,9 @@ def _stop_client(args: argparse.Namespace, reason: str) -> int:
     try:
         now = engine.clock.now()
         stopped = 0
+        ids = find_client_ids(engine, args.client)
         with engine.store.transaction() as conn:
-            for cid in find_client_ids(engine, args.client):
+            for cid in ids:
                 values = {"reached_at": ts(now)} if reason == "reached" else \
                     {"opted_out_at": ts(now), "opted_out_channels": "all"}
                 followups.set_client_flag(conn, cid, **values)

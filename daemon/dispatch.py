@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 HOLD = "hold"
 MAX_ATTEMPTS = 5
+SMS_PER_DAY, SMS_PER_WEEK = 1, 3
 STOPS_SEQUENCE = ("opted_out", "reached", "withdrawn", "rebooked", "dismissed")
 
 
@@ -49,7 +50,18 @@ class Dispatcher:
         log.debug("dispatch: %d step(s) due", len(due))
         for step in due:
             self._one(step["id"], now)
+        self._purge(now)
         return self.counts
+
+    def _purge(self, now: datetime) -> None:
+        keep = self.config.retention.purge_after
+        if keep is None:
+            return
+        cutoff = now - keep.approx
+        with self.store.transaction() as conn:
+            purged = followups.purge_closed(conn, cutoff)
+        if purged:
+            log.info("retention: %d closed follow-up(s) older than %s deleted", purged, keep)
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -132,7 +144,17 @@ class Dispatcher:
             return "too_late"
         if messages.contact_missing(channel, client):
             return "no_contact_details"
+        if channel.medium == "sms" and self._over_sms_cap(conn, client, now):
+            log.info("step %s held: the client's text-message limit is reached", step["id"])
+            return HOLD
         return None
+
+    @staticmethod
+    def _over_sms_cap(conn: Any, client: Client, now: datetime) -> bool:
+        """At most one text a day and three a week per client."""
+        day = followups.sent_since(conn, client.id, "phone", now - timedelta(days=1))
+        week = followups.sent_since(conn, client.id, "phone", now - timedelta(days=7))
+        return day >= SMS_PER_DAY or week >= SMS_PER_WEEK
 
     @staticmethod
     def _withdrawn(trigger: str, session: Any) -> bool:
@@ -197,7 +219,7 @@ class Dispatcher:
                              worker=self.engine.worker)
             followups.close_if_done(conn, step["sequence_id"], now)
             self.store.audit(conn, now, state, sequence_id=step["sequence_id"], step_id=step["id"],
-                             detail=(reason or "")[:500])
+                             detail=f"{step['channel']}" + (f": {reason[:500]}" if reason else ""))
             if state in ("failed", "uncertain"):
                 self.store.report(conn, now, state, step["calendar"], step["id"], (reason or "")[:500])
         level = logging.INFO if state == "sent" else logging.WARNING

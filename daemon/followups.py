@@ -128,7 +128,7 @@ def client_flag(conn: Connection, client_id: str) -> Any:
 
 def set_client_flag(conn: Connection, client_id: str, **values: Any) -> None:
     if client_flag(conn, client_id) is None:
-        conn.execute(client_flags.insert().values(client_id=client_id, opted_out_channels="", **values))
+        conn.execute(client_flags.insert().values(**{"client_id": client_id, "opted_out_channels": "", **values}))
     else:
         conn.execute(client_flags.update().where(client_flags.c.client_id == client_id).values(**values))
 
@@ -137,3 +137,25 @@ def all_steps(conn: Connection) -> list[Any]:
     return conn.execute(
         sa.select(*JOINED).join(sequences, steps.c.sequence_id == sequences.c.id)
         .order_by(sequences.c.session_start, steps.c.n)).mappings().all()
+
+
+def sent_since(conn: Connection, client_id: str, channel: str, since: datetime) -> int:
+    """How many steps on ``channel`` were sent to the client since ``since``."""
+    return conn.execute(
+        sa.select(sa.func.count()).select_from(steps.join(sequences, steps.c.sequence_id == sequences.c.id))
+        .where(sequences.c.client_id == client_id, steps.c.channel == channel, steps.c.state == "sent",
+               steps.c.finished_at >= ts(since))).scalar_one()
+
+
+def purge_closed(conn: Connection, before: datetime) -> int:
+    """Delete sequences closed before ``before`` with their steps and audit rows."""
+    from daemon.store import audit
+
+    ids = [r[0] for r in conn.execute(sa.select(sequences.c.id).where(
+        sequences.c.closed_at.is_not(None), sequences.c.closed_at < ts(before))).all()]
+    for chunk in range(0, len(ids), 500):
+        part = ids[chunk:chunk + 500]
+        conn.execute(audit.delete().where(audit.c.sequence_id.in_(part)))
+        conn.execute(steps.delete().where(steps.c.sequence_id.in_(part)))
+        conn.execute(sequences.delete().where(sequences.c.id.in_(part)))
+    return len(ids)
