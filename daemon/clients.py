@@ -23,6 +23,7 @@ TRUE = {"1", "true", "yes", "y", "x", "✓"}
 class Directory:
     clients: list[Client] = field(default_factory=list)
     source: str = ""
+    problems: list[str] = field(default_factory=list)   # rows skipped (lenient load)
 
     def by_id(self, client_id: str) -> Client | None:
         return next((c for c in self.clients if c.id == client_id), None)
@@ -60,8 +61,13 @@ class Directory:
         return list(seen.values())
 
 
-def load_directory(path: Path | None, default_region: str = "US") -> Directory:
-    """Load a CSV or vCard directory.  Raises UserError listing every bad row."""
+def load_directory(path: Path | None, default_region: str = "US", *, strict: bool = True) -> Directory:
+    """Load a CSV or vCard directory.
+
+    Raises UserError listing every bad row when ``strict``; otherwise bad rows are
+    skipped and listed in ``Directory.problems`` (the service carries on with the rest).
+    A missing or unreadable file always raises.
+    """
     if path is None:
         return Directory()
     try:
@@ -74,9 +80,9 @@ def load_directory(path: Path | None, default_region: str = "US") -> Directory:
         clients, problems = _from_vcard(text, path, default_region)
     else:
         clients, problems = _from_csv(text, path, default_region)
-    if problems:
+    if problems and (strict or not clients and "header" in problems[0]):
         raise UserError(f"{path}: {len(problems)} problem(s) in the client directory", problems)
-    return Directory(_unique_ids(clients), str(path))
+    return Directory(_unique_ids(clients), str(path), problems)
 
 
 def _unique_ids(clients: list[Client]) -> list[Client]:

@@ -97,14 +97,28 @@ class Dispatcher:
             client = self.engine.client_of(step["client_id"], step["client_name"], step["client_email"])
             channel = self.channel_for(step["channel"])
             reason = self._stop_reason(conn, step, client, channel, now)
-            if reason == HOLD:
+            if reason == HOLD or channel.backend in self.paused:
                 return
             if reason:
                 self._skip(conn, step, reason, now)
                 return
-            if channel.backend in self.paused or not followups.claim(conn, step_id, self.engine.worker, now):
+        try:
+            message = messages.build(step, client, channel, self.config, self.engine.templates)
+        except TemplateError as exc:
+            self._template_problem(step, exc, now)
+            return
+        with self.store.transaction() as conn:
+            self.store.resolve(conn, "template", "", step["template"])
+            if not followups.claim(conn, step_id, self.engine.worker, now):
                 return
-        self._send(step, client, channel, now)
+        self._send(step, message, channel, now)
+
+    def _template_problem(self, step: Any, exc: TemplateError, now: datetime) -> None:
+        """A broken template holds the step (nothing lost) until the therapist fixes it."""
+        log.error("step %s held: template '%s' cannot be rendered", step["id"], step["template"])
+        with self.store.transaction() as conn:
+            self.store.report(conn, now, "template", "", step["template"], str(exc).splitlines()[0][:500])
+        self._count("held:template")
 
     def _skip(self, conn: Any, step: Any, reason: str, now: datetime) -> None:
         if reason in STOPS_SEQUENCE:
@@ -172,20 +186,14 @@ class Dispatcher:
                                           until=start + window, seen_after=detected)
 
     # -- hand-off -------------------------------------------------------------------------
-    def _send(self, step: Any, client: Client, channel: Channel, now: datetime) -> None:
-        step_id = step["id"]
-        try:
-            message = messages.build(step, client, channel, self.config, self.engine.templates)
-        except TemplateError as exc:
-            self._record(step, "failed", now, reason=f"template: {exc}")
-            return
+    def _send(self, step: Any, message: Any, channel: Channel, now: datetime) -> None:
         try:
             receipt = channel.send(message)
         except ChannelError as exc:
             self._failed_send(step, channel, exc, now)
             return
         except Exception as exc:  # unknown: it may have gone out
-            log.error("step %s: unexpected %s during hand-off", step_id, type(exc).__name__)
+            log.error("step %s: unexpected %s during hand-off", step["id"], type(exc).__name__)
             self._record(step, "uncertain", now, reason=f"unexpected error {type(exc).__name__}")
             return
         self._record(step, "sent", now, provider_id=receipt.provider_id, reason=None)

@@ -105,7 +105,9 @@ class Engine:
             self._lock()
         self.directory = directory if directory is not None else load_directory(
             config.resolve(config.clients.directory) if config.clients.directory else None,
-            config.clients.default_region)
+            config.clients.default_region, strict=False)
+        for problem in self.directory.problems:
+            log.warning("client directory row skipped: %s", problem.split(": ", 1)[0])
         self.templates = Templates(config.resolve(config.templates.folder))
         self.sources = {c.name: self._source(c) for c in config.calendars}
         self.email = self._channel(EMAIL_BACKENDS, config.email)
@@ -216,6 +218,7 @@ class Engine:
                      row: dict[str, Any]) -> None:
         if row.get("degraded"):
             log.info("calendar %s healthy again", name)
+            self.store.resolve(conn, "degraded", name)
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             last_poll_at=ts(now), last_ok_at=ts(now), state_json=json.dumps(state),
             degraded=None, degraded_since=None))

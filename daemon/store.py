@@ -234,6 +234,13 @@ class Store:
                                              detail=detail, notified=False))
         return True
 
+    def resolve(self, conn: Connection, kind: str, calendar: str, ref: str | None = None) -> None:
+        """Forget reports that no longer hold (a calendar healthy again, a template fixed)."""
+        query = reports.delete().where(reports.c.kind == kind, reports.c.calendar == calendar)
+        if ref is not None:
+            query = query.where(reports.c.ref == ref)
+        conn.execute(query)
+
     def calendar_row(self, conn: Connection, name: str) -> dict[str, Any]:
         row = conn.execute(sa.select(calendars).where(calendars.c.name == name)).mappings().first()
         if row is None:
