@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,6 +148,9 @@ def practice(request: pytest.FixtureRequest, tmp_path: Path) -> Practice:
         return make_practice(tmp_path / "practice")
     url = request.getfixturevalue("pg_schema")
     return make_practice(tmp_path / "practice", store=f'url = "{url}"')
+
+
+logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd chatter after a test's stream closed
 
 
 @pytest.fixture(autouse=True)
