@@ -94,6 +94,9 @@ class Service:
 
     def _deactivate(self) -> None:
         """Stop the jobs (an in-flight one finishes) and close the engine."""
+        request_stop = getattr(self.engine, "request_stop", None)
+        if request_stop is not None:  # lets a long dispatch end after its current step
+            request_stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
