@@ -1,0 +1,295 @@
+"""The template sandbox: an allowlist checked on the parsed template, and run-time guards.
+
+Two independent layers keep a template harmless:
+
+1. ``check_source`` accepts only an *allowlist* of Jinja constructs: text,
+   allowlisted variables, ``{% if %}``, ``{% set name = ... %}``, comparisons,
+   a few length-bounded filters and the string methods ``upper`` & co.  No
+   loops, macros, includes, arithmetic, literals of lists, ``~``, ``|attr`` or
+   attribute access.  Every problem names file and line.  every render runs
+   it first, so a template forced into the folder is refused before it runs.
+2. The sandbox at render time: the same attribute/filter allowlist, a size
+   check before and after every filter (so ``replace``/``center``/``indent``
+   cannot multiply text), a cap on the output, and a cooperative deadline
+   checked at every filter, call, item access and output chunk.
+
+Why no timer thread or subprocess: without loops or recursion, the work of a
+render is bounded by (number of nodes, at most ``MAX_SOURCE`` characters of
+source) x (cost of one filter on at most ``MAX_OUTPUT`` characters), which is
+milliseconds; the deadline is the backstop.  Python cannot kill a thread, and
+a subprocess per message would cost more than the render.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from contextvars import ContextVar
+from typing import Any, Callable
+
+import jinja2
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from daemon.errors import TemplateError
+
+
+def _require_jinja(version: str) -> None:
+    """Refuse a Jinja2 older than 3.1.6 (sandbox escapes CVE-2024-56326, CVE-2025-27516)."""
+    found = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    if found < (3, 1, 6):
+        raise ImportError(f"welcomeback needs Jinja2 >= 3.1.6 for a safe template sandbox "
+                          f"(found {version}); run: pip install -U 'Jinja2>=3.1.6'")
+
+
+_require_jinja(jinja2.__version__)
+
+ALLOWED = {
+    "client_first_name": "the client's first name",
+    "client_name": "the client's full name (call tasks only: it never appears in a subject)",
+    "client_phone": "the client's phone number (call tasks)",
+    "session_date": "the missed session's date, e.g. 'Tuesday, March 3'",
+    "session_time": "the missed session's start time, e.g. '10:00 AM'",
+    "session_weekday": "the weekday of the missed session",
+    "trigger": "cancelled, late_cancel or no_show",
+    "therapist": "the therapist's name",
+    "therapist_first_name": "the therapist's first name",
+    "practice": "the practice's name",
+    "practice_phone": "the practice's phone number (may be empty)",
+    "rebooking_link": "where the client can book again (may be empty)",
+}
+FILTERS = frozenset({"default", "d", "upper", "lower", "title", "capitalize", "trim", "replace",
+                     "truncate", "wordwrap", "center", "indent", "e", "escape", "length", "count",
+                     "first", "last", "string"})
+TESTS = frozenset({"defined", "undefined", "none", "string", "lower", "upper", "eq", "ne",
+                   "equalto", "==", "!=", "in"})
+METHODS = frozenset({"upper", "lower", "title", "capitalize", "strip"})
+RESERVED = frozenset({"loop", "self", "caller", "varargs", "kwargs", "super"})
+EXPRESSIONS = (nodes.Name, nodes.Const, nodes.Filter, nodes.Test, nodes.Compare, nodes.Operand,
+               nodes.And, nodes.Or, nodes.Not, nodes.CondExpr, nodes.Getitem, nodes.Slice,
+               nodes.Call, nodes.Keyword)
+STATEMENTS = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.If, nodes.Assign)
+NAMES = {"For": "loops ('for')", "Macro": "macros", "CallBlock": "'call' blocks", "Import": "'import'",
+         "FromImport": "'from ... import'", "Include": "'include'", "Extends": "'extends'",
+         "Block": "blocks", "FilterBlock": "'filter' blocks", "With": "'with' blocks",
+         "AssignBlock": "'set' blocks", "ScopedEvalContextModifier": "'autoescape' blocks", "Scope": "'autoescape' blocks",
+         "Concat": "joining with '~' (write the parts next to each other)",
+         "Getattr": "attribute access", "Add": "arithmetic ('+')", "Sub": "arithmetic ('-')",
+         "Mul": "arithmetic ('*')", "Div": "arithmetic ('/')", "FloorDiv": "arithmetic ('//')",
+         "Mod": "arithmetic ('%')", "Pow": "arithmetic ('**')", "Neg": "arithmetic ('-')", "Pos": "arithmetic ('+')", "Tuple": "tuples", "List": "lists", "Dict": "dicts"}
+MAX_OUTPUT = 32_000      # characters of rendered text, and of any value built on the way
+MAX_SOURCE = 20_000      # characters of template source
+MAX_CONST = 500          # characters of one string literal
+MAX_INT = 10_000         # magnitude of an integer literal (widths, lengths)
+MAX_SECONDS = 1.0        # render deadline, checked cooperatively
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DEADLINE: ContextVar[float] = ContextVar("template_deadline", default=float("inf"))
+
+
+def _tick() -> None:
+    if time.monotonic() > _DEADLINE.get():
+        raise SecurityError(f"the template took longer than {MAX_SECONDS:g} s to render")
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_OUTPUT:
+        raise SecurityError(f"the template builds a text longer than {MAX_OUTPUT} characters")
+    return value
+
+
+def _width(args: tuple[Any, ...], kwargs: dict[str, Any], key: str, default: int) -> int:
+    value = args[0] if args else kwargs.get(key, default)
+    if isinstance(value, str):
+        return len(value)
+    return max(value, 1) if isinstance(value, int) else default
+
+
+def _growth(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """An upper bound of the result length of the filters that can grow a text."""
+    text = str(value)
+    size, lines = len(text), text.count("\n") + 1
+    extra = sum(len(a) for a in (*args, *kwargs.values()) if isinstance(a, str))
+    if name == "replace" and len(args) >= 2:
+        old, new = str(args[0]), str(args[1])
+        return size + (text.count(old) if old else size + 1) * max(0, len(new) - len(old))
+    if name == "indent":
+        return size + lines * _width(args, kwargs, "width", 4)
+    if name == "wordwrap":
+        return 2 * size + (size // _width(args, kwargs, "width", 79) + lines) * (extra + 1)
+    if name == "center":
+        return size + _width(args, kwargs, "width", 80)
+    if name == "truncate":
+        return size + extra
+    return size
+
+
+def _guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with the deadline, a size bound before and a size check after."""
+    skip = 2 if getattr(func, "jinja_pass_arg", None) is not None else 1
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        value, rest = args[skip - 1] if len(args) >= skip else "", args[skip:]
+        if (rest or kwargs) and _growth(name, value, rest, kwargs) > MAX_OUTPUT:
+            raise SecurityError(f"'{name}' would build a text longer than {MAX_OUTPUT} characters")
+        return _bounded(func(*args, **kwargs))
+    return guarded
+
+
+class SandboxEnv(ImmutableSandboxedEnvironment):
+    """The sandbox with our allowlists; arithmetic is refused at run time too."""
+
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        raise SecurityError(f"arithmetic ('{operator_}') is not allowed in templates")
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        return isinstance(obj, str) and attr in METHODS
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _tick()
+        if isinstance(obj, str) and isinstance(argument, (int, slice)) and not isinstance(argument, bool):
+            return obj[argument]
+        raise SecurityError("only a letter or a slice of a text can be taken in templates")
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _tick()
+        if not self.is_safe_attribute(obj, attribute, None):
+            raise SecurityError(f"attribute '{attribute}' is not allowed in templates")
+        return getattr(obj, attribute)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _tick()
+        owner = getattr(__obj, "__self__", None)
+        if args or kwargs or not isinstance(owner, str) or getattr(__obj, "__name__", "") not in METHODS:
+            raise SecurityError("only upper(), lower(), title(), capitalize() and strip() can be called")
+        return _bounded(__obj())
+
+
+def environment() -> SandboxEnv:
+    """The one sandbox every template renders in: no globals, allowlisted filters and tests."""
+    env = SandboxEnv(undefined=StrictUndefined, autoescape=False, trim_blocks=True, keep_trailing_newline=False)
+    env.globals.clear()
+    env.filters = {name: _guard(name, f) for name, f in env.filters.items() if name in FILTERS}
+    env.tests = {name: t for name, t in env.tests.items() if name in TESTS}
+    return env
+
+
+def check_source(source: str, filename: str) -> list[str]:
+    """Problems of one template text found without running it, each with ``file:line``."""
+    if len(source) > MAX_SOURCE:
+        return [f"{filename}: the template is {len(source)} characters; at most {MAX_SOURCE} are allowed"]
+    bad = _CONTROL.search(source)
+    if bad:
+        line = source.count("\n", 0, bad.start()) + 1
+        return [f"{filename}:{line}: control character U+{ord(bad.group()):04X} is not allowed"]
+    try:
+        tree = environment().parse(source, filename=filename)
+    except TemplateSyntaxError as exc:
+        return [f"{filename}:{exc.lineno}: {exc.message}"]
+    assigned = {n.target.name for n in tree.find_all(nodes.Assign) if isinstance(n.target, nodes.Name)}
+    problems: list[str] = []
+    _check(tree, assigned, 1, lambda line, text: problems.append(f"{filename}:{line}: {text}"))
+    return list(dict.fromkeys(problems))
+
+
+def _check(node: nodes.Node, assigned: set[str], line: int, report: Callable[[int, str], None]) -> None:
+    """Walk the tree; report every construct outside the allowlist at its line."""
+    line = node.lineno or next((n.lineno for n in node.find_all(nodes.Node) if n.lineno), line)
+    problem = _problem(node, assigned)
+    if problem:
+        report(line, problem)
+        return
+    children: Any = node.iter_child_nodes()
+    if isinstance(node, nodes.Call):
+        children = [node.node.node]   # the string whose method is called; the method was checked
+    for child in children:
+        _check(child, assigned, line, report)
+
+
+def _problem(node: nodes.Node, assigned: set[str]) -> str | None:
+    kind = type(node).__name__
+    if not isinstance(node, STATEMENTS + EXPRESSIONS):
+        return f"{NAMES.get(kind, repr(kind.lower()))} not allowed in templates"
+    if isinstance(node, nodes.Name):
+        return _name_problem(node, assigned)
+    if isinstance(node, nodes.Const):
+        return _const_problem(node.value)
+    if isinstance(node, (nodes.Filter, nodes.Test)):
+        allowed, what = (FILTERS, "filter") if isinstance(node, nodes.Filter) else (TESTS, "test")
+        if node.name not in allowed:
+            return f"{what} '{node.name}' is not allowed; allowed: {', '.join(sorted(allowed))}"
+        if node.dyn_args is not None or node.dyn_kwargs is not None:
+            return f"{what} '{node.name}': '*' and '**' arguments are not allowed"
+    if isinstance(node, nodes.Call):
+        target = node.node
+        ok = isinstance(target, nodes.Getattr) and target.attr in METHODS and not (
+            node.args or node.kwargs or node.dyn_args or node.dyn_kwargs)
+        return None if ok else "only .upper(), .lower(), .title(), .capitalize() and .strip() can be called"
+    if isinstance(node, nodes.Getitem):
+        arg = node.arg
+        parts = [arg] if not isinstance(arg, nodes.Slice) else [p for p in (arg.start, arg.stop, arg.step) if p]
+        if not all(isinstance(p, nodes.Const) and type(p.value) is int for p in parts):
+            return "only a letter or slice with whole numbers can be taken, e.g. client_first_name[0]"
+    if isinstance(node, nodes.Assign) and not isinstance(node.target, nodes.Name):
+        return "'set' takes one name"
+    return None
+
+
+def _name_problem(node: nodes.Name, assigned: set[str]) -> str | None:
+    if node.ctx == "store":
+        if node.name.startswith("_") or node.name in RESERVED or node.name in ALLOWED:
+            return f"the name '{node.name}' cannot be set"
+        return None
+    if node.name in ALLOWED or (node.name in assigned and node.name not in RESERVED):
+        return None
+    return f"unknown variable '{node.name}'; allowed: {', '.join(sorted(ALLOWED))}"
+
+
+def _const_problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        return None if len(value) <= MAX_CONST else f"a text literal longer than {MAX_CONST} characters"
+    if value is None or isinstance(value, bool):
+        return None
+    if type(value) is int:
+        return None if abs(value) <= MAX_INT else f"the number {str(value)[:20]} is too large (at most {MAX_INT})"
+    return f"a {type(value).__name__} literal is not allowed in templates"
+
+
+def sandboxed_render(env: SandboxEnv, source: str, filename: str, context: dict[str, str]) -> str:
+    """The run-time layer alone (the tests prove it holds without ``check_source``)."""
+    token = _DEADLINE.set(time.monotonic() + MAX_SECONDS)
+    try:
+        out: list[str] = []
+        size = 0
+        for chunk in env.from_string(source).generate(**context):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise TemplateError(f"{filename}: the rendered text is longer than {MAX_OUTPUT} characters")
+            _tick()
+            out.append(chunk)
+        return "".join(out)
+    except TemplateError:
+        raise
+    except Exception as exc:  # whatever a template does, the caller sees one error type
+        line = _line_of(exc)
+        detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, JinjaTemplateError) else type(exc).__name__
+        raise TemplateError(f"{filename}{':' + str(line) if line else ''}: cannot render: {detail}") from None
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _line_of(exc: BaseException) -> int | None:
+    line = getattr(exc, "lineno", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+

@@ -1,0 +1,156 @@
+"""Server-side template injection: every payload is refused at save and at render, quickly.
+
+Two layers are tested separately: ``validate_text`` (what ``templates edit`` and
+``check`` run), and ``Templates.render`` on a file forced into the therapist's
+folder.  Where a payload compiles at all, the run-time sandbox alone
+(``sandboxed_render``, without the static check) must stop it too.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.errors import TemplateError
+from daemon.template_sandbox import MAX_OUTPUT, environment, sandboxed_render
+from daemon.templates import Templates, sample_context, validate_text
+
+PAYLOADS = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ client_first_name|attr('__class__') }}",
+    "{{ client_first_name.__class__ }}",
+    "{{ client_first_name['__class__'] }}",
+    '{{ "{0.__class__}".format(client_first_name) }}',
+    "{{ client_first_name.format_map({}) }}",
+    "{% for x in range(10**9) %}x{% endfor %}",
+    "{{ 'x' * 10**9 }}",
+    "{{ 'x' * 100000000 }}",
+    "{% for a in practice %}{% for b in practice %}{% for c in practice %}{{ a }}{% endfor %}{% endfor %}{% endfor %}",
+    "{{ cycler }}",
+    "{{ joiner }}",
+    "{{ namespace() }}",
+    "{{ lipsum }}",
+    "{{ self }}",
+    "{{ config }}",
+    "{{ request }}",
+    "{{ range(10) }}",
+    '{% include "/etc/passwd" %}',
+    "{% import 'x' as y %}",
+    "{% from 'x' import y %}",
+    "{% extends 'base.txt' %}",
+    "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+    "{% set x = client_first_name * 1000000 %}{{ x }}",
+    "{% for a in practice %}{% for b in practice %}{% set s = s ~ practice ~ practice %}{% endfor %}{% endfor %}",
+    "{{ 9**9**9 }}",
+    "{{ client_first_name|map('upper')|list }}",
+    "{{ client_first_name|selectattr('x') }}",
+    "{{ '%s'|format(client_first_name) }}",
+    "{{ client_first_name|pprint }}",
+    "{{ client_first_name|tojson }}",
+    "{{ diagnosis }}",
+    "{{ client_first_name.upper.__globals__ }}",
+    "{{ ().__class__.__bases__[0].__subclasses__() }}",
+    "{% with x = client_first_name %}{{ x }}{% endwith %}",
+    "{% filter upper %}{{ client_first_name }}{% endfilter %}",
+    "{{ client_first_name|replace('a', 'b'*10000000) }}",
+    "{{ client_first_name|replace('', practice)|replace('', practice)|replace('', practice)|replace('', practice) }}",
+    "{{ client_first_name|center(100000000) }}",
+    "{{ client_first_name|indent(100000000) }}",
+    "{{ client_first_name|wordwrap(1, true, '" + "x" * 400 + "')|wordwrap(1, true, '" + "x" * 400 + "') }}",
+    "{{ client_first_name|truncate(5, true, 'x' * 10000000) }}",
+    "{{ client_first_name|join('x' * 100000) }}",
+    "{{ client_first_name[client_first_name] }}",
+    "{{ client_first_name ~ practice }}",
+    "{% call m() %}x{% endcall %}",
+    "{% autoescape false %}{{ client_first_name }}{% endautoescape %}",
+    "{% set x %}{{ practice }}{% endset %}{{ x }}",
+    "{{ [client_first_name] * 1000 }}",
+    "{{ {'a': 1} }}",
+    "{{ client_first_name.replace('a', 'b') }}",
+    "{% set loop = 1 %}{{ loop }}",
+    "{% do client_first_name.upper() %}",
+    "{{ client_first_name|e|e|e|safe }}",
+    "{{ 99999999999999999999999 }}",
+    "{{ client_first_name.__len__() }}",
+    "{{ client_first_name|string|attr('__mro__') }}",
+    "Hi {{ client_first_name }\x00",
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_payload_rejected_at_save_with_file_and_line(payload: str) -> None:
+    problems = validate_text("Subject: Hello\n\n" + payload + "\n", "/t/phone_call.txt")
+    assert problems, payload
+    assert all(p.startswith("/t/phone_call.txt:") for p in problems)
+    assert any(p.startswith("/t/phone_call.txt:3:") for p in problems), problems
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_payload_forced_into_the_folder_never_renders(payload: str, tmp_path: Path) -> None:
+    (tmp_path / "phone_call.txt").write_text("Subject: Hello\n\n" + payload + "\n", encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(TemplateError) as caught:
+        Templates(tmp_path).render("phone_call", sample_context())
+    assert time.monotonic() - started < 1.0
+    assert "phone_call.txt" in str(caught.value)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_the_sandbox_alone_stops_every_payload(payload: str) -> None:
+    """Without the static check: nothing escapes, nothing runs long, nothing but TemplateError."""
+    started = time.monotonic()
+    try:
+        out = sandboxed_render(environment(), payload, "p.txt", sample_context())
+    except TemplateError:
+        out = None
+    assert time.monotonic() - started < 1.0
+    if out is not None:   # the few that compile and are harmless print nothing dangerous
+        assert len(out) <= MAX_OUTPUT
+        for leak in ("<class", "__", "function", "module", "root:", "Namespace", "Cycler"):
+            assert leak not in out, (payload, out[:200])
+
+
+HARMLESS = {
+    "{% raw %}{{ ''.__class__ }}{% endraw %}": "{{ ''.__class__ }}",
+    "{% raw %}{% include '/etc/passwd' %}{% endraw %}": "{% include '/etc/passwd' %}",
+    "{{ client_first_name|upper }}": "SAM",
+    "{{ client_first_name.upper() }}": "SAM",
+    "{{ client_first_name[0] }}.": "S.",
+    "{% if practice_phone %}call {{ practice_phone }}{% endif %}": "call +1 555 010 0100",
+    "{% set who = therapist_first_name|default('us') %}{{ who }}": "Ana",
+    "{{ client_first_name|replace('S', 'P') }}": "Pam",
+    "{{ missing_ok|default('x') if missing_ok is defined else 'none' }}": "",
+}
+
+
+@pytest.mark.parametrize("source,expected", [(k, v) for k, v in HARMLESS.items() if v])
+def test_harmless_templates_still_render_as_text(source: str, expected: str, tmp_path: Path) -> None:
+    assert validate_text(source, "ok.txt") == []
+    (tmp_path / "ok.txt").write_text(source + "\n")
+    assert Templates(tmp_path).render("ok", sample_context()).text.strip() == expected
+
+
+def test_the_defaults_pass_and_the_output_cap_holds(tmp_path: Path) -> None:
+    templates = Templates(tmp_path)
+    assert all(templates.validate(name) == [] for name in templates.names())
+    big = "x" * 400
+    (tmp_path / "big.txt").write_text(("{{ practice|center(9000) }}" + big) * 4 + "\n")
+    with pytest.raises(TemplateError, match="longer than"):
+        templates.render("big", sample_context())
+
+
+def test_a_template_name_cannot_be_a_path(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="not a template name"):
+        Templates(tmp_path).render("../../etc/passwd", sample_context())
+
+
+def test_the_render_deadline_stops_a_slow_but_valid_template(tmp_path: Path) -> None:
+    """Hundreds of individually small filters: allowed one by one, stopped together at 1 s."""
+    unit = "{% set a = practice|center(9000)|wordwrap(1) %}"
+    (tmp_path / "slow.txt").write_text(unit * (19_000 // len(unit)) + "\n")
+    started = time.monotonic()
+    with pytest.raises(TemplateError, match="longer than 1 s"):
+        Templates(tmp_path).render("slow", sample_context())
+    assert time.monotonic() - started < 1.5
