@@ -35,7 +35,7 @@ from daemon import config as config_module
 from daemon import sdnotify
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,9 @@ class Service:
     def reload(self) -> bool:
         """Apply the config file again; True when the new one is now in force.
 
-        A config that does not load is logged and ignored: the running engine and
-        jobs are untouched.  A config that loads but whose engine cannot start
-        (templates, secrets) falls back to the previous config.
+        A config that does not load, or whose engine cannot start (templates,
+        directory, secrets), is logged and ignored: the running engine and jobs
+        are untouched.  Safe to call from any thread; SIGHUP goes through the loop.
         """
         sdnotify.notify(reloading=True, status="reloading configuration")
         try:
@@ -332,5 +332,8 @@ def _log_rejected(exc: ConfigError) -> None:
 
 
 def _log_problems(exc: Exception) -> None:
+    """A UserError's message and findings (written for the user, as the CLI prints them)."""
+    if isinstance(exc, UserError) and not isinstance(exc, ConfigError):
+        log.error("  %s", str(exc).splitlines()[0])
     for problem in getattr(exc, "problems", []):
         log.error("  - %s", problem)

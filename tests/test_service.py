@@ -268,15 +268,19 @@ def test_reload_with_good_config_rebuilds_engine_and_jobs(config_path: Path,
         service.stop()
 
 
-def test_reload_whose_engine_cannot_start_falls_back(config_path: Path,
-                                                     notes: Notifications) -> None:
+def test_reload_whose_engine_cannot_start_is_rejected(config_path: Path, notes: Notifications,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     """A config that parses but names a missing client directory: the old one runs on."""
     service = Service(config_path, tick=TICK)
     service.start()
     try:
         text = config_path.read_text(encoding="utf-8")
         config_path.write_text(text.replace("clients.csv", "missing.csv"), encoding="utf-8")
-        assert service.reload() is False
+        engine = service.engine
+        with caplog.at_level(logging.ERROR, logger="daemon.service"):
+            assert service.reload() is False
+        assert service.engine is engine
+        assert "missing.csv" in caplog.text
         assert service.config is not None and service.config.clients.directory == "clients.csv"
         assert service.heartbeat() is True
     finally:
