@@ -49,6 +49,9 @@ class Dispatcher:
             due = followups.due(conn, now)
         log.debug("dispatch: %d step(s) due", len(due))
         for step in due:
+            if self.engine.stopping.is_set():
+                log.info("stopping: the remaining due steps wait for the next start")
+                break
             self._one(step["id"], now)
         self._purge(now)
         return self.counts

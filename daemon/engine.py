@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +30,7 @@ from daemon.cadence import plan, sequence_id
 from daemon.clients import Directory, load_directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
-from daemon.errors import SourceError
+from daemon.errors import SourceError, UserError
 from daemon.lock import AdvisoryLock, FileLock
 from daemon.model import Client, Trigger
 from daemon.store import Store, calendars, steps, ts
@@ -97,12 +98,21 @@ class Engine:
         self.clock = clock
         self.dry_run = dry_run or config.dry_run
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.store = Store(store_url(config), dry_run=dry_run)
+        self.stopping = threading.Event()
+        self.sources: dict[str, CalendarSource] = {}
         self._file_lock: FileLock | None = None
         self._advisory: AdvisoryLock | None = None
         self.is_dispatcher = True
-        if acquire_lock:
-            self._lock()
+        self.store = Store(store_url(config), dry_run=dry_run)
+        try:
+            if acquire_lock:
+                self._lock()
+            self._set_up(config, directory)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, config: Config, directory: Directory | None) -> None:
         self.directory = directory if directory is not None else load_directory(
             config.resolve(config.clients.directory) if config.clients.directory else None,
             config.clients.default_region, strict=False)
@@ -139,16 +149,33 @@ class Engine:
             ctx.extra["email_channel"] = self.email
         return registry.load(cfg.backend)(cfg.options, ctx)
 
+    def check_ready(self) -> None:
+        """Raises UserError when templates or channel secrets the cadence needs are missing."""
+        problems: list[str] = []
+        for name in sorted({s.template for s in self.config.cadence.steps}):
+            problems.extend(self.templates.validate(name))
+        for channel in {id(c): c for c in (self.email, self.phone)}.values():
+            problems.extend(channel.check())
+        if problems:
+            raise UserError("not ready to send", problems)
+
+    def request_stop(self) -> None:
+        """Let a running dispatch end after its current step (SIGTERM)."""
+        self.stopping.set()
+
     def close(self) -> None:
-        for thing in [*self.sources.values(), self.email, self.phone]:
+        channels = [getattr(self, "email", None), getattr(self, "phone", None)]
+        for thing in [*self.sources.values(), *filter(None, channels)]:
             try:
                 thing.close()
             except Exception:  # closing must never mask the real outcome
                 log.debug("close failed for %s", type(thing).__name__)
         if self._file_lock:
             self._file_lock.release()
+            self._file_lock = None
         if self._advisory:
             self._advisory.release()
+            self._advisory = None
         self.store.close()
 
     # -- the cycle ----------------------------------------------------------------------
