@@ -8,7 +8,6 @@ email a week later, then welcomeback stops).
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,6 @@ from daemon.engine import Engine
 from daemon.status import step_records
 
 NY = ZoneInfo("America/New_York")
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _t(day: int, hour: int, minute: int = 0) -> datetime:
@@ -71,19 +69,50 @@ STORY = [
 ]
 
 
+CLIENTS = """name,aliases,email,phone,preferred_channel,do_not_contact
+Jordan Avery,Jordan,jordan.avery@example.com,+1 555 010 0101,phone,false
+Priya Natarajan,Priya,priya.n@example.org,+1 555 010 0102,email,false
+Sam Okafor,Sammy,sam.okafor@example.net,+1 555 010 0103,,false
+"""
+
+CONFIG = """[practice]
+name = "Riverside Counselling"
+therapist = "Ana Ruiz"
+therapist_email = "ana@riverside.example"
+timezone = "America/New_York"
+working_hours = "Mon-Fri 09:00-17:00"
+
+[[calendars]]
+name = "main"
+kind = "ics"
+source = "practice.ics"
+
+[clients]
+directory = "clients.csv"
+
+[channels.email]
+backend = "outbox"
+outbox = "{outbox}"
+from = "ana@riverside.example"
+
+[channels.phone]
+backend = "therapist-email"
+
+[templates]
+folder = "{templates}"
+"""
+
+
 def run_demo(outbox: Path | None) -> int:
     import logging
+
+    from daemon.templates import defaults_dir
 
     logging.getLogger().setLevel(logging.WARNING)   # the timeline below tells the story
     work = Path(tempfile.mkdtemp(prefix="welcomeback-demo-"))
     out = (outbox or work / "outbox").resolve()
-    shutil.copy(EXAMPLES / "clients.csv", work / "clients.csv")
-    cfg_text = (EXAMPLES.parent / "config.example.toml").read_text(encoding="utf-8")
-    cfg_text = cfg_text.replace('source = "examples/practice.ics"', 'source = "practice.ics"')
-    cfg_text = cfg_text.replace('directory = "examples/clients.csv"', 'directory = "clients.csv"')
-    cfg_text = cfg_text.replace('outbox = "outbox"', f'outbox = "{out}"')
-    cfg_text = cfg_text.replace('folder = "templates"', f'folder = "{EXAMPLES.parent / "templates"}"')
-    (work / "config.toml").write_text(cfg_text, encoding="utf-8")
+    (work / "clients.csv").write_text(CLIENTS, encoding="utf-8")
+    (work / "config.toml").write_text(CONFIG.format(outbox=out, templates=defaults_dir()), encoding="utf-8")
     config = config_mod.load(work / "config.toml")
     clock = FixedClock(STORY[0][0])
     seen: dict[str, tuple[str, str | None]] = {}
