@@ -285,3 +285,17 @@ def test_dry_run_changes_nothing(practice, capsys):
     assert practice.status(capsys) == []
     practice.once(local(2026, 11, 4, 11))
     assert len(practice.mails()) == 1
+
+
+def test_organizer_listed_as_attendee_is_not_taken_for_the_client(practice, capsys):
+    """The therapist's calendar account may differ from therapist_email; it organizes the session."""
+    session = Ev("a1", local(2026, 11, 12, 11), local(2026, 11, 12, 11, 50), "Session",
+                 attendees=[(OMAR, "Omar Haddad", "ACCEPTED"), ("ana.ruiz@gmail.example", "Ana", "ACCEPTED")])
+    practice.calendar([team(), session])
+    text = (practice.root / "practice.ics").read_text().replace(
+        "UID:a1\n", "UID:a1\nORGANIZER;CN=Ana:mailto:ana.ruiz@gmail.example\n")
+    (practice.root / "practice.ics").write_text(text)
+    practice.once(local(2026, 11, 2, 8))
+    (practice.root / "practice.ics").write_text(text.replace("PARTSTAT=ACCEPTED:mailto:omar", "PARTSTAT=DECLINED:mailto:omar"))
+    practice.once(local(2026, 11, 4, 8))
+    assert [s["client"] for s in practice.status(capsys)] == ["Omar Haddad", "Omar Haddad"]

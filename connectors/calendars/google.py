@@ -139,7 +139,8 @@ def to_occurrence(item: dict[str, Any], tz: tzinfo) -> Occurrence | None:
         key=event_id, uid=uid, start=start, end=end, all_day=all_day, status=status,
         summary=str(item.get("summary") or ""), description=str(item.get("description") or ""),
         attendees=tuple(_attendee(a) for a in item.get("attendees") or ()
-                        if isinstance(a, dict) and a.get("email") and not a.get("resource")),
+                        if isinstance(a, dict) and a.get("email") and not a.get("resource")
+                        and not a.get("self") and not a.get("organizer")),
         color=str(item["colorId"]) if item.get("colorId") else None,
         last_modified=_instant(item.get("updated")),
         deleted=status == "cancelled" and series is None, extra=_extra(item))

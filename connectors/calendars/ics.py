@@ -196,7 +196,8 @@ class IcsSource(CalendarSource):
             key=key, uid=uid, start=start, end=end, all_day=all_day,
             status=str(c.get("STATUS") or "CONFIRMED").strip().lower(),
             summary=_text(c.get("SUMMARY")), description=_text(c.get("DESCRIPTION")),
-            categories=_categories(c.get("CATEGORIES")), attendees=_attendees(c.get("ATTENDEE")),
+            categories=_categories(c.get("CATEGORIES")),
+            attendees=_attendees(c.get("ATTENDEE"), organizer=_address(c.get("ORGANIZER"))),
             color=_text(c.get("COLOR")) or None, last_modified=_aware(c.get("LAST-MODIFIED"), tz),
         )
 
@@ -284,16 +285,24 @@ def _categories(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _attendees(value: Any) -> tuple[Attendee, ...]:
+def _address(value: Any) -> str:
+    if value is None:
+        return ""
+    address = str(value[0] if isinstance(value, list) and value else value).strip()
+    return (address[7:] if address.lower().startswith("mailto:") else address).strip().lower()
+
+
+def _attendees(value: Any, organizer: str = "") -> tuple[Attendee, ...]:
+    """Attendees other than the organizer (the therapist's own calendar account)."""
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
     out = []
     for a in items:
-        address = str(a).strip()
-        if address.lower().startswith("mailto:"):
-            address = address[7:]
+        address = _address(a)
+        if not address or address == organizer:
+            continue
         params = getattr(a, "params", {}) or {}
-        out.append(Attendee(email=address.strip().lower(), name=str(params.get("CN", "")).strip(),
+        out.append(Attendee(email=address, name=str(params.get("CN", "")).strip(),
                             partstat=str(params.get("PARTSTAT", "NEEDS-ACTION")).upper()))
     return tuple(out)
