@@ -7,6 +7,7 @@ the last cycle stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -228,18 +229,35 @@ class Engine:
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))
         if outcome.tripped:
-            log.warning("calendar %s held back: %s", name, outcome.tripped)
-            self.store.report(conn, now, "degraded", name, outcome.tripped, outcome.tripped)
-            conn.execute(calendars.update().where(calendars.c.name == name).values(
-                last_poll_at=ts(now), degraded=outcome.tripped,
-                degraded_since=row["degraded_since"] or ts(now)))
-            return PollResult(name, True, degraded=outcome.tripped)
+            if not self._accept_held(conn, name, row, outcome, now):
+                return PollResult(name, True, degraded=outcome.tripped)
+            ctx.baseline = True     # accepted as the new normal: nothing inferred from what vanished
+            outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         session_store.save(conn, outcome.rows + outcome.gone, set(prev))
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             first_seen_at=row["first_seen_at"] or ts(now)))
         self._calendar_ok(conn, name, now, result.state, row)
         planned = sum(self._plan(conn, t, now) for t in outcome.triggers)
         return PollResult(name, True, triggers=planned)
+
+    def _accept_held(self, conn: Any, name: str, row: dict[str, Any], outcome: Any, now: datetime) -> bool:
+        """Hold a tripped poll; True once the same shrunken feed has lasted ``breaker_accept_after``."""
+        fingerprint = hashlib.sha256("\n".join(sorted(outcome.held)).encode()).hexdigest()
+        held = json.loads(row.get("held") or "{}")
+        if held.get("fingerprint") == fingerprint:
+            since = datetime.fromisoformat(held["since"])
+            if now - since >= self.config.detection.breaker_accept_after.approx:
+                log.warning("calendar %s: the held feed lasted since %s; accepted, nothing inferred",
+                            name, held["since"])
+                return True
+        else:
+            held = {"fingerprint": fingerprint, "since": now.isoformat()}
+        log.warning("calendar %s held back: %s", name, outcome.tripped)
+        self.store.report(conn, now, "degraded", name, outcome.tripped, outcome.tripped)
+        conn.execute(calendars.update().where(calendars.c.name == name).values(
+            last_poll_at=ts(now), degraded=outcome.tripped, held=json.dumps(held),
+            degraded_since=row["degraded_since"] or ts(now)))
+        return False
 
     def _calendar_ok(self, conn: Any, name: str, now: datetime, state: dict[str, Any],
                      row: dict[str, Any]) -> None:
@@ -248,7 +266,7 @@ class Engine:
             self.store.resolve(conn, "degraded", name)
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             last_poll_at=ts(now), last_ok_at=ts(now), state_json=json.dumps(state),
-            degraded=None, degraded_since=None))
+            degraded=None, degraded_since=None, held=None))
 
     def _degrade(self, name: str, now: datetime, reason: str, *, error: bool) -> PollResult:
         log.error("%s", reason)
@@ -322,3 +340,10 @@ class Engine:
         except sa.exc.SQLAlchemyError:
             return Health(False, len(self.sources), 0, [], 0, 0)
         return Health(True, len(self.sources), due, degraded, counts.get("uncertain", 0), counts.get("failed", 0))
+
+    # -- the therapist's digest -------------------------------------------------------------
+    def send_digest(self) -> bool:
+        """Email the therapist today's digest, at most once a day (see daemon.digest)."""
+        from daemon.digest import send_digest
+
+        return send_digest(self)

@@ -1,0 +1,271 @@
+"""The therapist's daily digest: what to do today and what needs attention.
+
+It says only what the therapist needs: calls to make today (name and number),
+what was sent since the last digest, what failed or is uncertain and why (the
+reason recorded in the store, never a message body), ambiguous client matches,
+calendars that are degraded, and clients who missed twice or more in 60 days
+(all of them in the first digest, later only on a day one of them missed again,
+so the list does not repeat daily).
+
+Once a day at most: the day is claimed in the ``meta`` table (``digest_last``)
+before the hand-off, like a step, so a crash or a second replica never sends
+the same day's digest twice; a definite failure releases the claim.  Reports
+shown are marked ``notified`` and are not repeated.  Logs carry no client data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from babel.dates import format_date, format_time
+
+from connectors.channels.base import Message
+from daemon import followups
+from daemon.errors import ChannelError
+from daemon.messages import message_id
+from daemon.store import calendars, dt, meta, reports, sequences, steps, ts
+
+if TYPE_CHECKING:
+    from daemon.engine import Engine
+
+log = logging.getLogger(__name__)
+KEY = "digest_last"
+ATTENTION = ("failed", "uncertain", "too_late", "paused", "ambiguous", "degraded")
+NOT_A_MISS = ("rebooked", "withdrawn", "ambiguous")
+REPEAT_WINDOW = timedelta(days=60)
+LABELS = {"no_show": "not attended", "late_cancel": "cancelled at short notice", "cancelled": "cancelled"}
+
+
+@dataclass
+class Digest:
+    """The sections of one digest, as lines; ``report_ids`` are marked notified once sent."""
+
+    calls: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    attention: list[str] = field(default_factory=list)
+    calendars: list[str] = field(default_factory=list)
+    repeats: list[str] = field(default_factory=list)
+    report_ids: list[int] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.calls or self.sent or self.attention or self.calendars or self.repeats)
+
+
+class _Fmt:
+    """Local dates and times in the practice's locale."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self.tz = engine.config.practice.timezone
+        self.locale = engine.config.practice.locale
+
+    def when(self, value: str | None) -> str:
+        moment = dt(value)
+        if moment is None:
+            return "-"
+        local = moment.astimezone(self.tz)
+        return (f"{format_date(local.date(), 'EEE MMM d', locale=self.locale)} "
+                f"{format_time(local, 'short', tzinfo=self.tz, locale=self.locale)}")
+
+    def time(self, value: str | None) -> str:
+        moment = dt(value)
+        return format_time(moment, "short", tzinfo=self.tz, locale=self.locale) if moment else "-"
+
+
+def last_digest(engine: "Engine") -> dict[str, Any]:
+    """The ``digest_last`` record: ``day`` (local ISO date), ``at`` (store time), ``state``."""
+    raw = engine.store.get_meta(KEY)
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+
+
+def build_digest(engine: "Engine", now: datetime) -> Message | None:
+    """Today's digest for the therapist, or None when there is nothing to say."""
+    prepared = _prepare(engine, now)
+    return prepared[0] if prepared else None
+
+
+def _prepare(engine: "Engine", now: datetime) -> tuple[Message, Digest] | None:
+    found = collect(engine, now, since=_since(engine, now), last=dt(last_digest(engine).get("at")))
+    if found.empty():
+        return None
+    p = engine.config.practice
+    day = now.astimezone(p.timezone).date()
+    title = format_date(day, "EEEE, MMMM d", locale=p.locale)
+    step_id = f"digest-{day.isoformat()}"
+    message = Message(step_id=step_id, sequence_id="", audience="therapist", to_address=p.therapist_email,
+                      to_name=p.therapist, subject=f"welcomeback: your day, {title}", text=_text(found, title),
+                      message_id=message_id(step_id, engine.config.email.common.sender))
+    return message, found
+
+
+def _since(engine: "Engine", now: datetime) -> datetime:
+    last = dt(last_digest(engine).get("at"))
+    return last if last is not None and last < now else now - timedelta(days=1)
+
+
+def collect(engine: "Engine", now: datetime, *, since: datetime, last: datetime | None) -> Digest:
+    """Read every section from the store; ``last`` is the previous digest (None: the first)."""
+    found = Digest()
+    fmt = _Fmt(engine)
+    with engine.store.transaction() as conn:
+        if engine.phone.medium != "sms":
+            found.calls = _calls(engine, conn, now, fmt)
+        found.sent = _sent(engine, conn, now, since, fmt)
+        _reports(engine, conn, found, fmt)
+        found.repeats = _repeats(engine, conn, now, last)
+    return found
+
+
+def _client(engine: "Engine", row: Any) -> Any:
+    return engine.client_of(row["client_id"], row["client_name"], row["client_email"])
+
+
+def _calls(engine: "Engine", conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
+    tz = engine.config.practice.timezone
+    day = now.astimezone(tz).date()
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    rows = [r for r in followups.all_steps(conn) if r["channel"] == "phone" and r["due_at"] < ts(end)
+            and (r["state"] == "planned" or (r["state"] == "sent" and r["due_at"] >= ts(start)))]
+    out = []
+    for r in sorted(rows, key=lambda r: r["due_at"]):
+        client = _client(engine, r)
+        late = " (overdue)" if r["due_at"] < ts(start) else ""
+        out.append(f"{client.name}, {client.phone or 'no phone number on file'} - "
+                   f"{LABELS.get(r['trigger'], r['trigger'])} {fmt.when(r['session_start'])}; "
+                   f"due {fmt.time(r['due_at'])}{late}")
+    return out
+
+
+def _sent(engine: "Engine", conn: Any, now: datetime, since: datetime, fmt: _Fmt) -> list[str]:
+    rows = [r for r in followups.all_steps(conn)
+            if r["state"] == "sent" and ts(since) < (r["finished_at"] or "") <= ts(now)]
+    return [f"{_client(engine, r).name}: {_what(engine, r)} (step {r['n']}), {fmt.when(r['finished_at'])}"
+            for r in sorted(rows, key=lambda r: r["finished_at"])]
+
+
+def _what(engine: "Engine", row: Any) -> str:
+    if row["channel"] == "email":
+        return "email"
+    return {"sms": "text message", "call-task": "call task"}.get(engine.phone.medium, "phone step")
+
+
+def _reports(engine: "Engine", conn: Any, found: Digest, fmt: _Fmt) -> None:
+    rows = conn.execute(sa.select(reports).where(reports.c.notified.is_(False), reports.c.kind.in_(ATTENTION))
+                        .order_by(reports.c.at, reports.c.id)).mappings().all()
+    for r in rows:
+        found.report_ids.append(r["id"])
+        if r["kind"] != "degraded":
+            found.attention.append(_attention_line(engine, conn, r, fmt))
+    now_degraded = conn.execute(sa.select(calendars).where(calendars.c.degraded.is_not(None))).mappings().all()
+    for c in now_degraded:
+        found.calendars.append(f"{c['name']}: degraded since {fmt.when(c['degraded_since'])}: {c['degraded']}")
+    named = {c["name"] for c in now_degraded}
+    for r in rows:
+        if r["kind"] == "degraded" and r["calendar"] not in named:
+            named.add(r["calendar"])
+            found.calendars.append(f"{r['calendar']}: was degraded at {fmt.when(r['at'])}: {r['detail']} "
+                                   "(healthy again now)")
+
+
+def _attention_line(engine: "Engine", conn: Any, report: Any, fmt: _Fmt) -> str:
+    kind = report["kind"].replace("_", " ").upper()
+    if report["kind"] == "paused":
+        return f"{kind}: the {report['ref']} channel is paused: {report['detail']}"
+    if report["kind"] == "ambiguous":
+        seq = conn.execute(sa.select(sequences).where(sequences.c.calendar == report["calendar"],
+                                                      sequences.c.session_key == report["ref"])).mappings().first()
+        when = f"{LABELS.get(seq['trigger'], seq['trigger'])} {fmt.when(seq['session_start'])}" if seq else "a session"
+        reason = report["detail"].split(": ", 1)[-1]
+        return f"{kind}: calendar '{report['calendar']}', {when}: {reason}; not followed up"
+    step = followups.step_row(conn, report["ref"])
+    if step is None:
+        return f"{kind}: {report['detail']}"
+    reason = step["reason"] or report["detail"]
+    return f"{kind}: {_client(engine, step).name}: {_what(engine, step)} (step {step['n']}) - {reason}"
+
+
+def _repeats(engine: "Engine", conn: Any, now: datetime, last: datetime | None) -> list[str]:
+    """Clients with two or more misses in 60 days: all in the first digest, later only
+    those who missed again since the previous one."""
+    rows = conn.execute(
+        sa.select(sequences.c.client_id, sa.func.count(), sa.func.max(sequences.c.detected_at))
+        .where(sequences.c.session_start >= ts(now - REPEAT_WINDOW), sequences.c.client_id != "",
+               sa.or_(sequences.c.closed_reason.is_(None), sequences.c.closed_reason.not_in(NOT_A_MISS)))
+        .group_by(sequences.c.client_id).having(sa.func.count() >= 2)).all()
+    out = []
+    for client_id, count, latest in rows:
+        if last is None or latest > ts(last):
+            latest_row = conn.execute(sa.select(sequences).where(sequences.c.client_id == client_id)
+                                      .order_by(sequences.c.detected_at.desc())).mappings().first()
+            out.append(f"{_client(engine, latest_row).name}: {count} missed or cancelled sessions in 60 days")
+    return sorted(out)
+
+
+def _text(found: Digest, title: str) -> str:
+    parts = [f"Your welcomeback digest for {title}.", ""]
+    sections = (("Calls to make today", found.calls), ("Sent since the last digest", found.sent),
+                ("Needs your attention", found.attention), ("Calendars", found.calendars),
+                ("Clients who missed more than once", found.repeats))
+    for heading, lines in sections:
+        if lines:
+            parts += [heading, *(f"  - {line}" for line in lines), ""]
+    parts.append("This digest goes only to you; clients never see it.")
+    return "\n".join(parts) + "\n"
+
+
+def send_digest(engine: "Engine") -> bool:
+    """Send today's digest once; True when it was handed to the email channel."""
+    if not engine.config.digest.enabled or not engine.is_dispatcher:
+        return False
+    now = engine.clock.now()
+    day = now.astimezone(engine.config.practice.timezone).date().isoformat()
+    raw = engine.store.get_meta(KEY)
+    if last_digest(engine).get("day") == day:
+        return False
+    prepared = _prepare(engine, now)
+    if prepared is None:
+        log.info("digest %s: nothing to report", day)
+        return False
+    claim = json.dumps({"day": day, "at": ts(now), "state": "sending"})
+    if not _swap(engine, raw, claim):
+        return False
+    message, found = prepared
+    try:
+        engine.email.send(message)
+    except ChannelError as exc:
+        log.warning("digest %s not sent (%s): %s", day, exc.outcome, exc.reason)
+        if exc.outcome != "uncertain":
+            _swap(engine, claim, raw)       # definitely not delivered: a later run may try again
+        return False
+    except Exception as exc:  # it may have gone out: keep the claim, never send twice
+        log.error("digest %s: unexpected %s during hand-off", day, type(exc).__name__)
+        return False
+    with engine.store.transaction() as conn:
+        conn.execute(meta.update().where(meta.c.key == KEY).values(value=claim.replace('"sending"', '"sent"')))
+        if found.report_ids:
+            conn.execute(reports.update().where(reports.c.id.in_(found.report_ids)).values(notified=True))
+    log.info("digest %s sent (%d report(s) marked notified)", day, len(found.report_ids))
+    return True
+
+
+def _swap(engine: "Engine", old: str | None, new: str | None) -> bool:
+    """Compare-and-set ``digest_last``: True when the value was still ``old``."""
+    try:
+        with engine.store.transaction() as conn:
+            if old is None:
+                conn.execute(meta.insert().values(key=KEY, value=new))
+                return True
+            if new is None:
+                return conn.execute(meta.delete().where(meta.c.key == KEY, meta.c.value == old)).rowcount == 1
+            return conn.execute(meta.update().where(meta.c.key == KEY, meta.c.value == old)
+                                .values(value=new)).rowcount == 1
+    except sa.exc.IntegrityError:   # another process claimed the day first
+        return False
