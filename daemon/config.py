@@ -147,6 +147,10 @@ class Detection:
                                    doc="Share of upcoming sessions whose events may vanish at once "
                                        "before the calendar is held as degraded.")
     vanish_breaker_min: int = option(3, doc="…and at least this many events must vanish to trip it.")
+    breaker_accept_after: Duration = option(
+        default_factory=lambda: parse_duration("24h"), parse=_duration,
+        doc="A held feed that stays exactly the same this long is accepted as the new normal, "
+            "still without inferring cancellations from what vanished.")
 
 
 @dataclass

@@ -52,6 +52,7 @@ class Outcome:
     gone: list[SessionRow] = field(default_factory=list)      # no longer present
     triggers: list[Trigger] = field(default_factory=list)
     tripped: str = ""                                          # the breaker's reason
+    held: frozenset[str] = frozenset()                         # the keys it held back
     warnings: list[str] = field(default_factory=list)
 
 
@@ -168,6 +169,7 @@ def reconcile(prev: dict[str, SessionRow], occurrences: list[Occurrence], comple
     vanished, whole = _vanished(prev, seen_keys, tombstones, occurrences, complete, ctx)
     out.tripped = _breaker(prev, vanished, whole, occurrences, complete, ctx)
     if out.tripped:
+        out.held = frozenset(vanished)
         return out
     lost: list[tuple[SessionRow, datetime]] = []
     for key, c in current.items():

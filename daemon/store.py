@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 metadata = sa.MetaData()
 
 meta = sa.Table("meta", metadata,
@@ -38,6 +38,7 @@ calendars = sa.Table(
     sa.Column("state_json", sa.Text, nullable=False, default="{}"),
     sa.Column("degraded", sa.Text),
     sa.Column("degraded_since", sa.String(40)),
+    sa.Column("held", sa.Text),          # schema 2: what the vanish breaker holds back
 )
 
 sessions = sa.Table(
@@ -246,7 +247,7 @@ class Store:
         if row is None:
             conn.execute(calendars.insert().values(name=name, state_json="{}"))
             return {"name": name, "first_seen_at": None, "last_poll_at": None, "last_ok_at": None,
-                    "state_json": "{}", "degraded": None, "degraded_since": None}
+                    "state_json": "{}", "degraded": None, "degraded_since": None, "held": None}
         return dict(row)
 
     def calendar_state(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -271,5 +272,13 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _add_column(table: str, column: str, ddl: str) -> Any:
+    def upgrade(conn: Connection) -> None:
+        names = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        if column not in names:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+    return upgrade
+
+
 # version → function(conn) that brings the previous version up to it
-UPGRADES: dict[int, Any] = {1: lambda conn: None}
+UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT")}

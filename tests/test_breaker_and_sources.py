@@ -157,3 +157,19 @@ def test_every_corpus_file_parses_or_fails_clearly(path):
             assert isinstance(result.occurrences, list)
         except SourceError as exc:
             assert path.name in str(exc) and "corpus" in str(exc)
+
+
+def test_a_held_feed_that_stays_the_same_is_accepted_without_inferring(practice, capsys):
+    events = ten_sessions()
+    practice.calendar([team(), *events])
+    practice.once(local(2026, 11, 2, 8))
+    practice.calendar([team(), *events[:2]])
+    practice.once(local(2026, 11, 3, 8))
+    practice.once(local(2026, 11, 3, 20))                    # still held: less than 24 h
+    capsys.readouterr()
+    assert practice.cli("status") == 1
+    practice.once(local(2026, 11, 4, 9))                     # same feed for 25 h: the new normal
+    assert practice.status(capsys) == []
+    capsys.readouterr()
+    assert practice.cli("status") == 0
+    assert "DEGRADED" not in capsys.readouterr().out

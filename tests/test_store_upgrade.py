@@ -1,0 +1,53 @@
+"""The store's schema version and upgrade path: follow-ups made by an older schema survive."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from daemon.store import SCHEMA_VERSION, Store
+from tests.conftest import local
+from tests.ics import Ev
+from tests.test_scenarios import team
+
+
+def test_upgrade_from_schema_1_keeps_pending_follow_ups(practice, capsys):
+    session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 2, 8))
+    session.summary = "Jane Doe no-show"
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 3, 11))
+    if "url" in practice.config.read_text():
+        return  # the column surgery below is written for SQLite
+    db = practice.root / "state.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:                              # make it look like version 1
+        conn.exec_driver_sql("ALTER TABLE calendars DROP COLUMN held")
+        conn.exec_driver_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    engine.dispose()
+    store = Store(f"sqlite:///{db}")
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    store.close()
+    practice.once(local(2026, 11, 4, 10, 5))
+    assert [s["state"] for s in practice.status(capsys)] == ["sent", "planned"]
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    db = tmp_path / "s.db"
+    Store(f"sqlite:///{db}").close()
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    engine.dispose()
+    try:
+        Store(f"sqlite:///{db}")
+    except Exception as exc:
+        assert "newer" in str(exc) and "99" in str(exc)
+    else:
+        raise AssertionError("a newer schema must be refused")
+
+
+def test_state_file_is_private(tmp_path):
+    Store(f"sqlite:///{tmp_path}/new/state.db").close()
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "new" / "state.db").stat().st_mode & 0o777 == 0o600
