@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 KEY = "digest_last"
-ATTENTION = ("failed", "uncertain", "too_late", "paused", "ambiguous", "degraded")
+ATTENTION = ("failed", "uncertain", "too_late", "paused", "ambiguous", "degraded", "template")
+STANDING = ("template",)   # shown every day until resolved: the steps using it are held
 NOT_A_MISS = ("rebooked", "withdrawn", "ambiguous")
 REPEAT_WINDOW = timedelta(days=60)
 LABELS = {"no_show": "not attended", "late_cancel": "cancelled at short notice", "cancelled": "cancelled"}
@@ -158,7 +159,8 @@ def _what(engine: "Engine", row: Any) -> str:
 
 
 def _reports(engine: "Engine", conn: Any, found: Digest, fmt: _Fmt) -> None:
-    rows = conn.execute(sa.select(reports).where(reports.c.notified.is_(False), reports.c.kind.in_(ATTENTION))
+    rows = conn.execute(sa.select(reports).where(reports.c.kind.in_(ATTENTION), sa.or_(
+        reports.c.notified.is_(False), reports.c.kind.in_(STANDING)))
                         .order_by(reports.c.at, reports.c.id)).mappings().all()
     for r in rows:
         found.report_ids.append(r["id"])
@@ -177,6 +179,9 @@ def _reports(engine: "Engine", conn: Any, found: Digest, fmt: _Fmt) -> None:
 
 def _attention_line(engine: "Engine", conn: Any, report: Any, fmt: _Fmt) -> str:
     kind = report["kind"].replace("_", " ").upper()
+    if report["kind"] == "template":
+        return (f"{kind}: '{report['ref']}' cannot be rendered ({report['detail']}); the steps using it wait "
+                f"until you fix it: welcomeback templates edit {report['ref']}")
     if report["kind"] == "paused":
         return f"{kind}: the {report['ref']} channel is paused: {report['detail']}"
     if report["kind"] == "ambiguous":
@@ -188,7 +193,7 @@ def _attention_line(engine: "Engine", conn: Any, report: Any, fmt: _Fmt) -> str:
     step = followups.step_row(conn, report["ref"])
     if step is None:
         return f"{kind}: {report['detail']}"
-    reason = step["reason"] or report["detail"]
+    reason = " ".join((step["reason"] or report["detail"]).split())
     return f"{kind}: {_client(engine, step).name}: {_what(engine, step)} (step {step['n']}) - {reason}"
 
 

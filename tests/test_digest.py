@@ -190,3 +190,25 @@ def test_a_disabled_digest_is_never_sent(practice, smtp):
     finally:
         engine.close()
     assert server.digests() == []
+
+
+def test_a_broken_template_is_in_every_digest_until_fixed(practice, capsys):
+    (practice.root / "templates").mkdir()
+    (practice.root / "templates" / "phone_call.txt").write_text("Subject: Call\n\n{{ diagnosis }}\n")
+    jane = session("jane", local(2026, 11, 2, 10), "Jane Doe")
+    practice.calendar([jane])
+    practice.once(local(2026, 10, 30, 8))
+    jane.summary += " no-show"
+    practice.calendar([jane])
+    practice.once(local(2026, 11, 2, 11))
+    practice.once(local(2026, 11, 3, 10, 5))             # held: the template cannot be rendered
+    for day in (4, 5):
+        engine = digest_engine(practice, local(2026, 11, day, 7, 30))
+        try:
+            message = build_digest(engine, local(2026, 11, day, 7, 30))
+            assert message is not None and "TEMPLATE: 'phone_call' cannot be rendered" in message.text
+            assert "Jane Doe, +15550100201" in message.text and "(overdue)" in message.text
+            assert engine.send_digest() is True
+        finally:
+            engine.close()
+    assert len([m for m in practice.mails_to(THERAPIST) if "welcomeback: your day" in m]) == 2

@@ -154,3 +154,24 @@ def test_the_render_deadline_stops_a_slow_but_valid_template(tmp_path: Path) -> 
     with pytest.raises(TemplateError, match="longer than 1 s"):
         Templates(tmp_path).render("slow", sample_context())
     assert time.monotonic() - started < 1.5
+
+
+def test_a_forced_payload_holds_the_step_and_nothing_is_sent(practice, capsys) -> None:
+    """Through the real CLI: the step is held (nothing lost, nothing sent) until the template is fixed."""
+    from tests.conftest import local
+    from tests.ics import Ev
+
+    folder = practice.root / "templates"
+    folder.mkdir()
+    (folder / "phone_call.txt").write_text("Subject: Call\n\n{{ client_first_name|attr('__class__') }}\n")
+    session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
+    practice.calendar([session])
+    practice.once(local(2026, 11, 2, 8))
+    session.summary = "Jane Doe no-show"
+    practice.calendar([session])
+    practice.once(local(2026, 11, 3, 11))
+    capsys.readouterr()
+    practice.once(local(2026, 11, 4, 10, 5))
+    assert "held:template" in capsys.readouterr().out
+    assert practice.status(capsys)[0]["state"] == "planned"
+    assert practice.mails() == []
