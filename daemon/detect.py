@@ -44,6 +44,7 @@ class Context:
     rules: Detection
     directory: Directory
     therapist_email: str
+    unreadable: frozenset[str] = frozenset()   # UIDs present but damaged: kept as they were
 
 
 @dataclass
@@ -204,7 +205,7 @@ def _vanished(prev: dict[str, SessionRow], seen_keys: set[str], tombstones: dict
     whole: set[str] = set()
     present_uids = {o.uid for o in occurrences if not o.tombstone and not o.deleted}
     for key, p in prev.items():
-        if not p.present:
+        if not p.present or p.uid in ctx.unreadable:
             continue
         if complete:
             in_window = ctx.window.start <= p.start < ctx.window.end

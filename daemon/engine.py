@@ -224,7 +224,8 @@ class Engine:
             if row["first_seen_at"] else now
         last_poll = datetime.fromisoformat(row["last_ok_at"].replace("Z", "+00:00")) if row["last_ok_at"] else None
         ctx = detect.Context(name, now, window, row["first_seen_at"] is None, first_seen, last_poll,
-                             self.config.detection, self.directory, self.config.practice.therapist_email)
+                             self.config.detection, self.directory, self.config.practice.therapist_email,
+                             frozenset(result.unreadable))
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))

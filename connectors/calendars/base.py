@@ -66,12 +66,15 @@ class FetchResult:
     given.  ``complete`` is True for a full snapshot of the window and False for
     a delta (only what changed).  ``state`` is persisted and handed back next time.
     ``warnings`` are per-item problems that did not stop the poll (no event text).
+    ``unreadable`` names events that are still there but could not be read: their
+    sessions are kept as they were instead of looking cancelled.
     """
 
     occurrences: list[Occurrence] | None
     state: dict[str, Any]
     complete: bool = True
     warnings: list[str] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)   # UIDs present but damaged: never "vanished"
 
 
 @dataclass

@@ -56,9 +56,9 @@ class IcsSource(CalendarSource):
         if digest == state.get("sha256") and state.get("window_day") == _day(window):
             new_state["window_day"] = state.get("window_day")
             return FetchResult(None, new_state)
-        occurrences, warnings = self.parse(body, window)
+        occurrences, warnings, unreadable = self.parse_full(body, window)
         new_state["window_day"] = _day(window)
-        return FetchResult(occurrences, new_state, complete=True, warnings=warnings)
+        return FetchResult(occurrences, new_state, complete=True, warnings=warnings, unreadable=unreadable)
 
     def _unchanged(self, window: Window, state: dict[str, Any], new_state: dict[str, Any]) -> FetchResult:
         """A 304: nothing to parse unless the window moved to another day."""
@@ -67,9 +67,9 @@ class IcsSource(CalendarSource):
         # The window moved: a full re-read is needed once a day.
         body, fresh = self._read({})
         assert body is not None
-        occurrences, warnings = self.parse(body, window)
+        occurrences, warnings, unreadable = self.parse_full(body, window)
         fresh.update(sha256=hashlib.sha256(body).hexdigest(), window_day=_day(window))
-        return FetchResult(occurrences, fresh, complete=True, warnings=warnings)
+        return FetchResult(occurrences, fresh, complete=True, warnings=warnings, unreadable=unreadable)
 
     # -- reading -----------------------------------------------------------------
     def _read(self, state: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
@@ -101,6 +101,11 @@ class IcsSource(CalendarSource):
     # -- parsing -----------------------------------------------------------------
     def parse(self, body: bytes, window: Window) -> tuple[list[Occurrence], list[str]]:
         """Expand ``body`` into occurrences inside ``window``; raises SourceError."""
+        occurrences, warnings, _ = self.parse_full(body, window)
+        return occurrences, warnings
+
+    def parse_full(self, body: bytes, window: Window) -> tuple[list[Occurrence], list[str], set[str]]:
+        """Occurrences, warnings, and the UIDs of events too damaged to read; raises SourceError."""
         where = self.display_source if self.is_url else str(self.path())
         if len(body) > MAX_BYTES:
             raise SourceError(self.name, where, f"larger than {MAX_BYTES // 2**20} MiB")
@@ -119,17 +124,25 @@ class IcsSource(CalendarSource):
             raise SourceError(self.name, where, f"cannot parse: {_short(exc)}") from None
         occurrences: list[Occurrence] = []
         warnings: list[str] = []
+        unreadable: set[str] = set()
         with _quiet():
             for cal in calendars:
-                occurrences.extend(self._expand(cal, window, where, warnings))
-        return occurrences, warnings
+                occurrences.extend(self._expand(cal, window, where, warnings, unreadable))
+        return occurrences, warnings, unreadable
 
-    def _expand(self, cal: Any, window: Window, where: str, warnings: list[str]) -> list[Occurrence]:
-        """Expand the whole calendar; if that fails, each event on its own, skipping broken ones."""
-        undated = [c for c in cal.subcomponents if c.name == "VEVENT" and c.get("DTSTART") is None]
-        if undated:
-            cal.subcomponents = [c for c in cal.subcomponents if not any(c is u for u in undated)]
-            warnings.append(f"{len(undated)} event(s) without DTSTART ignored")
+    def _expand(self, cal: Any, window: Window, where: str, warnings: list[str],
+                unreadable: set[str]) -> list[Occurrence]:
+        """Expand the whole calendar; if that fails, each event on its own, skipping broken ones.
+
+        Events whose times cannot be read are set aside (their UIDs in ``unreadable``):
+        the recurrence library would silently drop them and they would look cancelled.
+        """
+        damaged = _damaged_uids(cal)
+        if damaged:
+            cal.subcomponents = [c for c in cal.subcomponents
+                                 if c.name != "VEVENT" or str(c.get("UID") or "").strip() not in damaged]
+            unreadable.update(damaged)
+            warnings.append(f"{len(damaged)} event(s) with unreadable times kept as they were")
         recurring = _recurring_uids(cal)
         try:
             return self._expand_all(cal, window, where, recurring)
@@ -145,6 +158,7 @@ class IcsSource(CalendarSource):
                     if "more than" in exc.reason:
                         raise
                     warnings.append(f"one event skipped: {exc.reason}")
+                    unreadable.update(str(c.get("UID") or "").strip() for c in part.walk("VEVENT"))
             if not out and warnings:
                 raise whole
             return out
@@ -222,8 +236,8 @@ def _hint(status: int) -> str:
 
 
 def _short(exc: Exception) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) < 200 else text[:197] + "..."
+    """The kind of error only: parser messages quote calendar lines, which may name clients."""
+    return f"{type(exc).__name__} (the file is not valid iCalendar)"
 
 
 def _split_by_uid(cal: Any) -> list[Any]:
@@ -240,6 +254,19 @@ def _split_by_uid(cal: Any) -> list[Any]:
             part[k] = v
         part.subcomponents = zones + members
         out.append(part)
+    return out
+
+
+TIME_PROPS = {"DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"}
+
+
+def _damaged_uids(cal: Any) -> set[str]:
+    """UIDs of events without a readable start or recurrence (icalendar keeps them as vBroken)."""
+    out = set()
+    for c in cal.walk("VEVENT"):
+        broken = any(str(name).upper() in TIME_PROPS for name, _ in getattr(c, "errors", ()) or ())
+        if broken or c.get("DTSTART") is None:
+            out.add(str(c.get("UID") or "").strip())
     return out
 
 
