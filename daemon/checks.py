@@ -37,6 +37,7 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
     problems.extend(_channels(cfg))
     problems.extend(_sms_lengths(cfg, templates))
     warnings.extend(_permissions(cfg))
+    warnings.extend(_clinical(cfg, templates))
     summary = (f"{cfg.path}: OK\n"
                f"  calendars: {', '.join(f'{c.name} ({c.kind})' for c in cfg.calendars)}\n"
                f"  clients:   {clients} in the directory\n"
@@ -95,6 +96,21 @@ def _sms_lengths(cfg: Config, templates: Templates) -> list[str]:
             except UserError:
                 continue
             out.extend(f"template '{step.template}' (SMS): {p}" for p in sms_problems(text))
+    return out
+
+
+def _clinical(cfg: Config, templates: Templates) -> list[str]:
+    """Clinical words in a Subject line, or anywhere in a text message."""
+    from daemon.template_cli import clinical_warnings
+
+    out: list[str] = []
+    for step in cfg.cadence.steps:
+        try:
+            src = templates.locate(step.template)
+        except UserError:
+            continue
+        sms = step.channel == "phone" and cfg.phone.backend == "twilio-sms"
+        out.extend(clinical_warnings(src.text_path, src.text_path.read_text(encoding="utf-8"), whole=sms))
     return out
 
 

@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
                        ("optout", "the client asked not to be contacted: stop and never start again")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("client", help="name, alias or email as in the client directory")
+    digest = sub.add_parser("digest", help="send the therapist today's digest now (once a day)")
+    digest.add_argument("--now", help="act as if the clock read this ISO 8601 instant (with offset)")
     history = sub.add_parser("history", help="contact log of a client for clinical records")
     history.add_argument("client")
     history.add_argument("--format", choices=("text", "csv", "json"), default="text")
@@ -81,7 +83,7 @@ def handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
 
     return {"run": commands.run, "once": commands.once, "status": commands.status,
             "check": commands.check, "preview": commands.preview, "reached": commands.reached,
-            "optout": commands.optout, "history": commands.history, "demo": commands.demo,
+            "optout": commands.optout, "history": commands.history, "digest": commands.digest, "demo": commands.demo,
             "auth": commands.auth, "secret": commands.secret, "templates": commands.templates}
 
 

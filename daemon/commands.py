@@ -135,6 +135,16 @@ def history(args: argparse.Namespace) -> int:
     return 0
 
 
+def digest(args: argparse.Namespace) -> int:
+    engine = _engine(args, now=args.now)
+    try:
+        sent = engine.send_digest()
+    finally:
+        engine.close()
+    print("digest sent" if sent else "no digest: already sent today, disabled, or nothing to say")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from daemon.demo import run_demo
 

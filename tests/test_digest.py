@@ -212,3 +212,23 @@ def test_a_broken_template_is_in_every_digest_until_fixed(practice, capsys):
         finally:
             engine.close()
     assert len([m for m in practice.mails_to(THERAPIST) if "welcomeback: your day" in m]) == 2
+
+
+def test_digest_command_sends_once_a_day(practice, capsys):
+    from tests.ics import Ev
+    from tests.conftest import local
+    from tests.test_scenarios import team
+
+    session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 2, 8))
+    session.summary = "Jane Doe no-show"
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 3, 11))
+    capsys.readouterr()
+    assert practice.cli("digest", "--now", local(2026, 11, 4, 7, 30).isoformat()) == 0
+    assert "digest sent" in capsys.readouterr().out
+    assert practice.cli("digest", "--now", local(2026, 11, 4, 8).isoformat()) == 0
+    assert "no digest" in capsys.readouterr().out
+    digests = [m for m in practice.mails() if "digest" in m.lower()]
+    assert len(digests) == 1 and "Jane Doe" in digests[0]
