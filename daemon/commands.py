@@ -11,7 +11,6 @@ from pathlib import Path
 
 from daemon import config as config_mod
 from daemon import followups
-from daemon.clients import load_directory
 from daemon.clock import FixedClock, SystemClock, parse_instant
 from daemon.config import Config
 from daemon.errors import UserError

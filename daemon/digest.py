@@ -28,7 +28,7 @@ from connectors.channels.base import Message
 from daemon import followups
 from daemon.errors import ChannelError
 from daemon.messages import message_id
-from daemon.store import calendars, dt, meta, reports, sequences, steps, ts
+from daemon.store import calendars, dt, meta, reports, sequences, ts
 
 if TYPE_CHECKING:
     from daemon.engine import Engine

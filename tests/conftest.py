@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -98,7 +97,7 @@ class Practice:
         return sorted(p.read_text() for p in self.outbox.glob("*.eml"))
 
     def mails_to(self, address: str) -> list[str]:
-        return [m for m in self.mails() if f"To: " in m and address in m.split("To:", 1)[1].splitlines()[0]]
+        return [m for m in self.mails() if "To: " in m and address in m.split("To:", 1)[1].splitlines()[0]]
 
 
 def make_practice(root: Path, *, store: str = 'path = "state.db"', extra: str = "") -> Practice:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.conftest import local
 from tests.ics import Ev, write
-from tests.test_scenarios import team
+from tests.stories import team
 
 
 def _marked(practice, title="Jane Doe"):

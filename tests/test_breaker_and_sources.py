@@ -17,7 +17,7 @@ from daemon.clock import FixedClock
 from daemon.errors import SourceError
 from tests.conftest import CORPUS, local
 from tests.ics import Ev, calendar
-from tests.test_scenarios import team
+from tests.stories import team
 
 
 def ten_sessions() -> list[Ev]:

@@ -88,7 +88,7 @@ def test_broken_object_is_a_warning_and_keeps_its_sessions(dav: RadicaleServer, 
         assert SECRET_WORD not in " ".join(result.warnings)
         assert not [o for o in result.occurrences or [] if o.tombstone]
         assert {o.key for o in result.occurrences or []} == {"s1"}
-        assert result.state["objects"][f"/ana/practice/s2.ics"] == first.state["objects"]["/ana/practice/s2.ics"]
+        assert result.state["objects"]["/ana/practice/s2.ics"] == first.state["objects"]["/ana/practice/s2.ics"]
 
 
 def test_missing_calendar_is_a_source_error(dav: RadicaleServer, tmp_path: Path) -> None:

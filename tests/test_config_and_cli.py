@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from daemon import config as config_mod
 from daemon.cli import main
-from tests.conftest import CONFIG, ROOT, make_practice
+from tests.conftest import ROOT, make_practice
 
 BROKEN = """
 [practice]

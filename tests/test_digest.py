@@ -215,16 +215,10 @@ def test_a_broken_template_is_in_every_digest_until_fixed(practice, capsys):
 
 
 def test_digest_command_sends_once_a_day(practice, capsys):
-    from tests.ics import Ev
     from tests.conftest import local
-    from tests.test_scenarios import team
+    from tests.stories import jane_no_show
 
-    session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 2, 8))
-    session.summary = "Jane Doe no-show"
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 3, 11))
+    jane_no_show(practice)
     capsys.readouterr()
     assert practice.cli("digest", "--now", local(2026, 11, 4, 7, 30).isoformat()) == 0
     assert "digest sent" in capsys.readouterr().out

@@ -8,16 +8,11 @@ import json
 
 from tests.conftest import local
 from tests.ics import Ev
-from tests.test_scenarios import team
+from tests.stories import jane_no_show, team
 
 
 def _no_show_story(practice):
-    session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 2, 8))
-    session.summary = "Jane Doe no-show"
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 3, 11))
+    jane_no_show(practice)
     practice.once(local(2026, 11, 4, 10, 5))
     practice.once(local(2026, 11, 10, 10, 5))
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 from tests.conftest import local
 from tests.ics import Ev
+from tests.stories import jane_no_show, team
 
 JANE = "jane.doe@example.com"
 OMAR = "omar.h@example.org"
 THERAPIST = "ana@riverside.example"
-
-
-def team(start=None) -> Ev:
-    """An unrelated weekly meeting, so a calendar never becomes empty."""
-    return Ev("team", local(2026, 9, 4, 12), local(2026, 9, 4, 13), "Team meeting", rrule="FREQ=WEEKLY;BYDAY=FR")
 
 
 def test_no_show_gets_call_then_email_then_stops(practice, capsys):
@@ -208,12 +203,7 @@ def test_marker_removed_before_the_step_withdraws_it(practice, capsys):
 
 
 def test_reached_from_the_cli_stops_the_sequence(practice, capsys):
-    session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 2, 8))
-    session.summary = "Jane Doe no-show"
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 3, 11))
+    jane_no_show(practice)
     practice.once(local(2026, 11, 4, 10, 30))
     assert practice.cli("reached", "Jane Doe") == 0
     practice.once(local(2026, 11, 10, 10, 30))
@@ -261,12 +251,7 @@ def test_restored_event_withdraws_the_cancellation(practice, capsys):
 
 
 def test_service_down_too_long_skips_as_too_late(practice, capsys):
-    session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 2, 8))
-    session.summary = "Jane Doe no-show"
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 3, 11))
+    jane_no_show(practice)
     practice.once(local(2026, 11, 9, 12))       # phone step 5 days late: too late; email not due yet
     steps = practice.status(capsys)
     assert [(s["state"], s["reason"]) for s in steps] == [("skipped", "too_late"), ("planned", None)]

@@ -11,7 +11,7 @@ from daemon import logsetup, secrets
 from daemon.errors import SecretMissing
 from tests.conftest import local
 from tests.ics import Ev
-from tests.test_scenarios import team
+from tests.stories import team
 
 
 def test_credentials_directory_wins(tmp_path, monkeypatch):

@@ -6,17 +6,11 @@ import sqlalchemy as sa
 
 from daemon.store import SCHEMA_VERSION, Store
 from tests.conftest import local
-from tests.ics import Ev
-from tests.test_scenarios import team
+from tests.stories import jane_no_show
 
 
 def test_upgrade_from_schema_1_keeps_pending_follow_ups(practice, capsys):
-    session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 2, 8))
-    session.summary = "Jane Doe no-show"
-    practice.calendar([team(), session])
-    practice.once(local(2026, 11, 3, 11))
+    jane_no_show(practice)
     if "url" in practice.config.read_text():
         return  # the column surgery below is written for SQLite
     db = practice.root / "state.db"

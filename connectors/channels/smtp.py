@@ -14,7 +14,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.channels.base import Channel, ChannelContext, Message, Receipt
+from connectors.channels.base import Channel, Message, Receipt
 from connectors.channels.mime import build_email, is_loopback, parse_seconds, scrub
 from daemon.errors import ChannelError, SecretMissing
 from daemon.schema import option
