@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -150,6 +151,41 @@ def practice(request: pytest.FixtureRequest, tmp_path: Path) -> Practice:
 
 
 logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd chatter after a test's stream closed
+
+# Every test runs our loggers at DEBUG and fails if a record names a client of the
+# directory below (or the canary clients of other tests): privacy is checked suite-wide.
+CANARY = re.compile(r"\b(Jane|Doe|Janie|Omar|Haddad|Rosa|Lind|Chris Park|Mia Stone|Zephyrine|Quillfeather|"
+                    r"jane\.doe|omar\.h|rosa\.lind|chris\.park|c\.park|zq\.canary|"
+                    r"555\W?010\W?02\d\d|555010\d{4})\b")
+
+
+class _CanaryHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.hits: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        match = CANARY.search(text)
+        if match:
+            self.hits.append(f"{record.name}: {match.group(0)!r} in {text[:200]!r}")
+
+
+@pytest.fixture(autouse=True)
+def _no_client_data_in_logs() -> Any:
+    handler = _CanaryHandler()
+    loggers = [logging.getLogger(name) for name in ("daemon", "connectors", "welcomeback")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+    yield
+    for lg, level in zip(loggers, levels):
+        lg.removeHandler(handler)
+        lg.setLevel(level)
+    assert not handler.hits, "client data in logs:\n" + "\n".join(handler.hits)
 
 
 @pytest.fixture(autouse=True)

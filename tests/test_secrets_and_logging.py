@@ -77,3 +77,20 @@ def test_status_exits_nonzero_when_attention_is_needed(practice, capsys):
     assert practice.cli("status") == 1
     assert "DEGRADED" in capsys.readouterr().out
     assert practice.cli("status", "--json") == 0
+
+
+def test_the_suite_wide_log_canary_catches_client_data():
+    """The autouse check in conftest must be able to fail: it sees names, addresses and numbers."""
+    from tests.conftest import _CanaryHandler
+
+    handler = _CanaryHandler()
+    log = logging.getLogger("daemon.canary-self-test")
+    log.addHandler(handler)
+    try:
+        log.debug("step %s", "s1-1")
+        assert handler.hits == []
+        for leak in ("Jane Doe", "omar.h@example.org", "+15550100201", "+1 555 010 0203"):
+            log.debug("sending to %s", leak)
+        assert len(handler.hits) == 4
+    finally:
+        log.removeHandler(handler)
