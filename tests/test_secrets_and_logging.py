@@ -84,8 +84,9 @@ def test_the_suite_wide_log_canary_catches_client_data():
     from tests.conftest import _CanaryHandler
 
     handler = _CanaryHandler()
-    log = logging.getLogger("daemon.canary-self-test")
+    log = logging.getLogger("canary-self-test")
     log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
     try:
         log.debug("step %s", "s1-1")
         assert handler.hits == []
