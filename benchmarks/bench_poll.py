@@ -1,0 +1,540 @@
+"""Poll benchmark: welcomeback's ICS poll against a bare icalendar parse of the same file.
+
+In one run, on one generated practice-management export (see generate.py):
+
+  (a) bare: ``icalendar.Calendar.from_ical`` + ``recurring_ical_events.of(cal).between``
+      over welcomeback's window (lookback 30 days, horizon 120 days) -- the unit;
+  (b) cold poll: a fresh store, the first ``Engine.poll_one``;
+  (c) unchanged poll: the same file again (the SHA-256 short-circuit);
+  (d) one-change poll: the file rewritten with one upcoming appointment cancelled;
+  (e) where (d)'s time goes: read+hash, icalendar parse, expansion, detection, store.
+
+Times are the best of ``--repeat`` runs (``time.perf_counter``); peak memory is
+``tracemalloc`` (Python allocations only) in separate, untimed runs.  Optionally
+(on by default) an HTTP variant served from 127.0.0.1 with an ETag: cold poll,
+unchanged poll answered 304, and unchanged poll answered 200 with the same body.
+
+Exit status: 1 if the unchanged poll costs more than 1 % of the bare parse (the
+one hard requirement), else 0.  Usage:
+``.venv/bin/python benchmarks/bench_poll.py [--events 5000] [--repeat 3] [--no-http]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import hashlib
+import json
+import logging
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import generate
+import icalendar
+import recurring_ical_events
+import sqlalchemy as sa
+
+from connectors.calendars import ics
+from connectors.calendars.base import Window
+from daemon import config as config_mod
+from daemon import detect
+from daemon import sessions as session_store
+from daemon.clock import FixedClock
+from daemon.engine import Engine, PollResult
+from daemon.store import sequences, sessions
+
+CALENDAR = "main"
+LIMIT = 0.01  # unchanged poll / bare parse
+
+
+# -- helpers -------------------------------------------------------------------------------
+def best_of(repeat: int, run: Callable[[], Any], setup: Callable[[], Any] | None = None) -> tuple[float, Any]:
+    """Best wall time of ``repeat`` calls of ``run`` (``setup`` untimed before each)."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        if setup:
+            setup()
+        gc.collect()
+        t0 = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def rss_growth_mib(folder: Path, what: str) -> float:
+    """Growth of the peak RSS during one bare parse or cold poll, in a fresh process, MiB."""
+    out = subprocess.run([sys.executable, __file__, "--memory-probe", what, str(folder)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["rss_growth_mib"])
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS in KiB: VmHWM on Linux (ru_maxrss survives exec from a big parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _memory_probe(what: str, folder: Path) -> int:
+    """Child of rss_growth_mib: everything imported and set up, then measure one operation."""
+    logging.disable(logging.CRITICAL)
+    gen = generate.Generated(folder, folder / "practice.ics", folder / "config.toml", [], [],
+                             generate.REFERENCE)
+    p = Practice(gen, gen.config)
+    body, window = gen.ics.read_bytes(), p.window()
+    p.reset_store()
+    eng = p.engine()
+    try:
+        bare(body[:2000].rsplit(b"BEGIN:VEVENT", 1)[0] + b"END:VCALENDAR\r\n", window)  # warm imports
+        gc.collect()
+        before = _peak_rss_kib()
+        if what == "bare":
+            bare(body, window)
+        else:
+            checked(eng.poll_one(CALENDAR))
+        after = _peak_rss_kib()
+    finally:
+        eng.close()
+        p.reset_store()
+    print(json.dumps({"rss_growth_mib": (after - before) / 1024}))
+    return 0
+
+
+def peak_mib(run: Callable[[], Any]) -> float:
+    """Peak traced Python memory of one call, MiB."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+class Split:
+    """Accumulates wall time of wrapped callables by label."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.occurrences = -1   # what the last wrapped parse returned
+
+    def count(self, parse: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap ``IcsSource.parse`` to remember how many occurrences it produced."""
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            result = parse(*args, **kwargs)
+            self.occurrences = len(result[0])
+            return result
+        return counted
+
+    def wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - t0
+        return timed
+
+
+@contextlib.contextmanager
+def patched(obj: Any, attr: str, value: Any) -> Iterator[None]:
+    """Temporarily replace ``obj.attr`` (benchmark instrumentation only)."""
+    old = getattr(obj, attr)
+    setattr(obj, attr, value)
+    try:
+        yield
+    finally:
+        setattr(obj, attr, old)
+
+
+@dataclass
+class Practice:
+    """A generated folder and the engine settings the benchmark drives."""
+
+    gen: generate.Generated
+    config_path: Path
+    clock: FixedClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clock = FixedClock(self.gen.reference)
+        self.config = config_mod.load(self.config_path)
+
+    @property
+    def db(self) -> Path:
+        return self.config.resolve(self.config.store.path)
+
+    def window(self) -> Window:
+        now = self.clock.now()
+        d = self.config.detection
+        return Window(now - d.lookback.approx, now + d.horizon.approx)
+
+    def reset_store(self, snapshot: Path | None = None) -> None:
+        """Remove the store (and outbox); restore ``snapshot`` files if given."""
+        for p in self.db.parent.glob(self.db.name + "*"):
+            p.unlink()
+        shutil.rmtree(self.gen.folder / "outbox", ignore_errors=True)
+        if snapshot is not None:
+            for p in snapshot.parent.glob(snapshot.name + "*"):
+                shutil.copyfile(p, self.db.parent / (self.db.name + p.name[len(snapshot.name):]))
+
+    def snapshot(self, to: Path) -> None:
+        for p in self.db.parent.glob(self.db.name + "*"):
+            shutil.copyfile(p, to.parent / (to.name + p.name[len(self.db.name):]))
+
+    def engine_free_read(self) -> bytes:
+        """The file read exactly as IcsSource._read does it (for its memory peak)."""
+        with open(self.gen.ics, "rb") as fh:
+            return fh.read(ics.MAX_BYTES + 1)
+
+    def engine(self) -> Engine:
+        return Engine(self.config, self.clock)
+
+    def poll(self) -> PollResult:
+        """One poll with a fresh Engine (construction untimed is the caller's business)."""
+        eng = self.engine()
+        try:
+            return checked(eng.poll_one(CALENDAR))
+        finally:
+            eng.close()
+
+    def counts(self) -> tuple[int, list[str]]:
+        """(sessions stored, follow-up sequences as "trigger/state") in the store."""
+        eng = self.engine()
+        try:
+            with eng.store.transaction() as conn:
+                n = conn.execute(sa.select(sa.func.count()).select_from(sessions)).scalar_one()
+                seqs = [f"{t}/{r or 'open'}" for t, r in conn.execute(
+                    sa.select(sequences.c.trigger, sequences.c.closed_reason)).all()]
+            return n, seqs
+        finally:
+            eng.close()
+
+
+def parse_entry(source: Any) -> str:
+    """The method IcsSource.fetch parses with (``parse_full`` in newer code, else ``parse``)."""
+    return "parse_full" if hasattr(source, "parse_full") else "parse"
+
+
+def checked(result: PollResult) -> PollResult:
+    if not result.ok or result.degraded:
+        raise SystemExit(f"benchmark poll failed: {result.error or result.degraded}")
+    return result
+
+
+def timed_poll(practice: Practice, split: Split | None = None) -> tuple[float, PollResult]:
+    """Construct an Engine (untimed), time ``poll_one`` alone, close."""
+    eng = practice.engine()
+    try:
+        stack = contextlib.ExitStack()
+        if split is not None:
+            src = eng.sources[CALENDAR]
+            src.fetch = split.wrap("fetch", src.fetch)            # type: ignore[method-assign]
+            entry = parse_entry(src)
+            setattr(src, entry, split.wrap("parse", split.count(getattr(src, entry))))
+            src._expand = split.wrap("expand", src._expand)       # type: ignore[method-assign]
+            stack.enter_context(patched(detect, "reconcile", split.wrap("reconcile", detect.reconcile)))
+            stack.enter_context(patched(session_store, "load", split.wrap("load", session_store.load)))
+            stack.enter_context(patched(session_store, "save", split.wrap("save", session_store.save)))
+        with stack:
+            gc.collect()
+            t0 = time.perf_counter()
+            result = eng.poll_one(CALENDAR)
+            elapsed = time.perf_counter() - t0
+        return elapsed, checked(result)
+    finally:
+        eng.close()
+
+
+# -- the bare baseline ---------------------------------------------------------------------
+def bare(body: bytes, window: Window) -> tuple[int, float, float]:
+    """Parse + window query; returns (occurrences, parse seconds, query seconds)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        cal = icalendar.Calendar.from_ical(body)
+        t1 = time.perf_counter()
+        occ = recurring_ical_events.of(cal).between(window.start, window.end)
+        t2 = time.perf_counter()
+    return len(occ), t1 - t0, t2 - t1
+
+
+# -- HTTP variant --------------------------------------------------------------------------
+class Feed:
+    """A one-file feed on 127.0.0.1 with an ETag; counts 200s and 304s."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.honour_etag = True
+        self.hits = {200: 0, 304: 0}
+        feed = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                etag = '"' + hashlib.sha256(feed.body).hexdigest()[:32] + '"'
+                if feed.honour_etag and self.headers.get("If-None-Match") == etag:
+                    feed.hits[304] += 1
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return
+                feed.hits[200] += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "text/calendar; charset=utf-8")
+                self.send_header("Content-Length", str(len(feed.body)))
+                self.send_header("ETag", etag)
+                self.end_headers()
+                self.wfile.write(feed.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/practice.ics"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- the run -------------------------------------------------------------------------------
+def run(events: int, repeat: int, http: bool, out: Callable[[str], None] = print) -> int:
+    logging.disable(logging.CRITICAL)   # measure the work, not log formatting
+    tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
+    try:
+        return _run(tmp, events, repeat, http, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        logging.disable(logging.NOTSET)
+
+
+def _run(tmp: Path, events: int, repeat: int, http: bool, out: Callable[[str], None]) -> int:
+    gen = generate.generate(tmp / "practice", events=events)
+    p = Practice(gen, gen.config)
+    body = gen.ics.read_bytes()
+    window = p.window()
+    rows: list[tuple[str, float | None, str]] = []   # label, seconds, note
+
+    # (a) bare
+    parts = []
+    for _ in range(repeat):
+        gc.collect()
+        parts.append(bare(body, window))
+    occ_bare = parts[0][0]
+    bare_s = min(x[1] + x[2] for x in parts)
+    parse_s, query_s = min(x[1] for x in parts), min(x[2] for x in parts)
+    rows += [("(a) bare parse + window query", bare_s, "the unit"),
+             ("      of which Calendar.from_ical", parse_s, ""),
+             ("      of which of(cal).between(window)", query_s, "")]
+
+    # (b) cold poll: fresh store each time
+    cold_times = []
+    for _ in range(repeat):
+        p.reset_store()
+        cold_times.append(timed_poll(p)[0])
+    cold_s = min(cold_times)
+    stored, _ = p.counts()
+    base = tmp / "baseline.db"
+    p.snapshot(base)
+    rows.append(("(b) cold poll (fresh store)", cold_s, f"{stored} sessions stored"))
+
+    # (c) unchanged poll: same engine, same file, several times
+    eng = p.engine()
+    try:
+        unchanged_times = []
+        for _ in range(max(repeat, 5)):
+            gc.collect()
+            t0 = time.perf_counter()
+            checked(eng.poll_one(CALENDAR))
+            unchanged_times.append(time.perf_counter() - t0)
+        unchanged_s = min(unchanged_times)
+    finally:
+        eng.close()
+    read_hash_s, _ = best_of(max(repeat, 5), lambda: hashlib.sha256(gen.ics.read_bytes()).hexdigest())
+    rows.append(("(c) unchanged poll (hash short-circuit)", unchanged_s,
+                 f"median {sorted(unchanged_times)[len(unchanged_times) // 2] * 1e3:.1f} ms"))
+    rows.append(("      of which file read + SHA-256", read_hash_s, ""))
+
+    # (d)+(e) one appointment cancelled, polled from the baseline snapshot each time
+    target = pick_target(gen)
+    changed = gen.changed(target, status="CANCELLED")
+    changed_times, best_split, triggers = [], Split(), 0
+    for _ in range(repeat):
+        p.reset_store(base)
+        gen.ics.write_bytes(changed)
+        split = Split()
+        elapsed, res = timed_poll(p, split)
+        changed_times.append(elapsed)
+        if elapsed <= min(changed_times):
+            best_split, triggers = split, res.triggers
+    one_s = min(changed_times)
+    _, seqs = p.counts()
+    rows.append(("(d) one-change poll (1 event cancelled)", one_s,
+                 f"{triggers} follow-up started; sequences: {', '.join(seqs) or 'none'}"))
+    s = best_split.seconds
+    if "parse" not in s or "expand" not in s:
+        raise SystemExit("benchmark instrumentation: the one-change poll never reached IcsSource's parse")
+    fetch, parse_, expand = s.get("fetch", 0.0), s.get("parse", 0.0), s.get("expand", 0.0)
+    detection = s.get("reconcile", 0.0)
+    load, save = s.get("load", 0.0), s.get("save", 0.0)
+    rows += [("(e)   fetch: read + SHA-256", fetch - parse_, ""),
+             ("(e)   fetch: decode + Calendar.from_ical", parse_ - expand, ""),
+             ("(e)   fetch: expand window + build occurrences", expand, ""),
+             ("(e)   detection: detect.reconcile", detection, ""),
+             ("(e)   store: load previous snapshot", load, ""),
+             ("(e)   store: save sessions", save, ""),
+             ("(e)   rest: planning, calendar row, commits", one_s - fetch - detection - load - save, "")]
+    gen.ics.write_bytes(body)
+
+    # peak memory (untimed, tracemalloc makes everything slower)
+    mem_bare = peak_mib(lambda: bare(body, window))
+    p.reset_store()
+    eng = p.engine()
+    try:
+        mem_cold = peak_mib(lambda: checked(eng.poll_one(CALENDAR)))
+    finally:
+        eng.close()
+    p.reset_store()
+    eng = p.engine()
+    try:   # the same, with the peak reset once the file is read (IcsSource.parse starts)
+        src, seen = eng.sources[CALENDAR], []
+        entry = parse_entry(src)
+        parse = getattr(src, entry)
+        setattr(src, entry, lambda *a, **k: (tracemalloc.reset_peak(), seen.append(1), parse(*a, **k))[2])
+        mem_cold_parse = peak_mib(lambda: checked(eng.poll_one(CALENDAR)))
+        if not seen:
+            raise SystemExit(f"benchmark instrumentation: IcsSource.{entry} was not called")
+    finally:
+        eng.close()
+
+    mem_read = peak_mib(lambda: p.engine_free_read())
+    rss_bare = rss_growth_mib(gen.folder, "bare")
+    rss_cold = rss_growth_mib(gen.folder, "cold")
+
+    occ_wb = best_split.occurrences
+
+    http_rows: list[tuple[str, float | None, str]] = []
+    if http:
+        http_rows = http_variant(tmp, gen, body, repeat)
+
+    # report
+    out(f"welcomeback poll benchmark: {len(gen.appointments)} events, {gen.ics.stat().st_size / 1e6:.2f} MB, "
+        f"{len(gen.clients)} clients; window {window.start:%Y-%m-%d} .. {window.end:%Y-%m-%d} "
+        f"(now {gen.reference:%Y-%m-%d %H:%M %Z}); best of {repeat}")
+    out(f"occurrences in window: bare {occ_bare}, welcomeback {occ_wb}; sessions stored {stored}")
+    out("")
+    out(f"{'measurement':<50} {'ms':>10} {'x bare':>9}  note")
+    out("-" * 90)
+    for label, sec, note in rows + http_rows:
+        ms = f"{sec * 1e3:10.1f}" if sec is not None else f"{'-':>10}"
+        ratio = f"{sec / bare_s:9.4f}" if sec is not None else f"{'-':>9}"
+        out(f"{label:<50} {ms} {ratio}  {note}")
+    out("-" * 90)
+    out(f"peak traced memory (tracemalloc): bare {mem_bare:.1f} MiB, cold poll {mem_cold:.1f} MiB "
+        f"({mem_cold / mem_bare:.2f} x bare)")
+    out(f"  IcsSource's file read alone (read(MAX_BYTES + 1)): {mem_read:.1f} MiB; cold poll from parse on: "
+        f"{mem_cold_parse:.1f} MiB ({mem_cold_parse / mem_bare:.2f} x bare)")
+    out(f"peak RSS growth (fresh process):  bare {rss_bare:.1f} MiB, cold poll {rss_cold:.1f} MiB "
+        f"({rss_cold / max(rss_bare, 0.1):.2f} x bare)")
+    ratio = unchanged_s / bare_s
+    verdict = "OK" if ratio <= LIMIT else "FAIL"
+    out(f"unchanged poll = {ratio * 100:.3f} % of the bare parse (limit {LIMIT * 100:.0f} %): {verdict}")
+    return 0 if ratio <= LIMIT else 1
+
+
+def pick_target(gen: generate.Generated) -> int:
+    """An upcoming confirmed appointment a few days after "now" (inside the window).
+
+    Preferably one whose client has nothing else booked in the next 14 days, so
+    that the cancellation starts a follow-up instead of counting as a reschedule.
+    """
+    ref, appts = gen.reference, gen.appointments
+    upcoming = [i for i, a in enumerate(appts)
+                if ref + timedelta(days=2) <= a.start <= ref + timedelta(days=60) and not a.status and not a.no_show]
+    if not upcoming:
+        raise SystemExit("no upcoming appointment to change")
+    for i in upcoming:
+        a = appts[i]
+        if not any(b.client == a.client and b is not a and not b.status
+                   and a.start < b.start <= a.start + timedelta(days=14) for b in appts):
+            return i
+    return upcoming[0]
+
+
+def http_variant(tmp: Path, gen: generate.Generated, body: bytes, repeat: int) -> list[tuple[str, float | None, str]]:
+    """Cold, 304 and 200-same-body polls over a loopback HTTP feed."""
+    rows: list[tuple[str, float | None, str]] = []
+    folder = tmp / "http"
+    folder.mkdir()
+    shutil.copyfile(gen.folder / "clients.csv", folder / "clients.csv")
+    with Feed(body) as feed:
+        config = generate.write_config(folder, feed.url)
+        hp = Practice(generate.Generated(folder, folder / "practice.ics", config, gen.clients,
+                                         gen.appointments, gen.reference), config)
+        cold = []
+        for _ in range(repeat):
+            hp.reset_store()
+            cold.append(timed_poll(hp)[0])
+        rows.append(("HTTP cold poll (200, 127.0.0.1)", min(cold), ""))
+        eng = hp.engine()
+        try:
+            for honour, label in ((True, "HTTP unchanged poll, answered 304"),
+                                  (False, "HTTP unchanged poll, 200 + same body (hash)")):
+                feed.honour_etag = honour
+                before = dict(feed.hits)
+                t = []
+                for _ in range(max(repeat, 5)):
+                    gc.collect()
+                    t0 = time.perf_counter()
+                    checked(eng.poll_one(CALENDAR))
+                    t.append(time.perf_counter() - t0)
+                got = {k: feed.hits[k] - before[k] for k in feed.hits}
+                rows.append((label, min(t), f"{got[304]}x304 {got[200]}x200"))
+        finally:
+            eng.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="welcomeback poll benchmark (ratios to a bare icalendar parse)")
+    ap.add_argument("--events", type=int, default=generate.DEFAULT_EVENTS, help="appointments in the export")
+    ap.add_argument("--repeat", type=int, default=3, help="repetitions; the best is reported")
+    ap.add_argument("--no-http", dest="http", action="store_false", help="skip the loopback HTTP variant")
+    ap.add_argument("--memory-probe", nargs=2, metavar=("WHAT", "FOLDER"), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.memory_probe:
+        return _memory_probe(a.memory_probe[0], Path(a.memory_probe[1]))
+    if a.events < 10 or a.repeat < 1:
+        ap.error("--events must be >= 10 and --repeat >= 1")
+    return run(a.events, a.repeat, a.http)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
