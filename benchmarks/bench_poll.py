@@ -204,7 +204,7 @@ class Practice:
     def engine_free_read(self) -> bytes:
         """The file read exactly as IcsSource._read does it (for its memory peak)."""
         with open(self.gen.ics, "rb") as fh:
-            return fh.read(ics.MAX_BYTES + 1)
+            return fh.read()
 
     def engine(self) -> Engine:
         return Engine(self.config, self.clock)
@@ -459,7 +459,7 @@ def _run(tmp: Path, events: int, repeat: int, http: bool, out: Callable[[str], N
     out("-" * 90)
     out(f"peak traced memory (tracemalloc): bare {mem_bare:.1f} MiB, cold poll {mem_cold:.1f} MiB "
         f"({mem_cold / mem_bare:.2f} x bare)")
-    out(f"  IcsSource's file read alone (read(MAX_BYTES + 1)): {mem_read:.1f} MiB; cold poll from parse on: "
+    out(f"  IcsSource's file read alone: {mem_read:.1f} MiB; cold poll from parse on: "
         f"{mem_cold_parse:.1f} MiB ({mem_cold_parse / mem_bare:.2f} x bare)")
     out(f"peak RSS growth (fresh process):  bare {rss_bare:.1f} MiB, cold poll {rss_cold:.1f} MiB "
         f"({rss_cold / max(rss_bare, 0.1):.2f} x bare)")

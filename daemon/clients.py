@@ -24,6 +24,8 @@ class Directory:
     clients: list[Client] = field(default_factory=list)
     source: str = ""
     problems: list[str] = field(default_factory=list)   # rows skipped (lenient load)
+    _index: tuple[re.Pattern[str] | None, dict[str, list[Client]]] | None = field(
+        default=None, repr=False, compare=False)
 
     def by_id(self, client_id: str) -> Client | None:
         return next((c for c in self.clients if c.id == client_id), None)
@@ -42,23 +44,35 @@ class Directory:
     def named_in(self, title: str) -> list[Client]:
         """Clients whose name or an alias appears in ``title`` as whole words.
 
-        A match inside a longer match of another client (``Jo`` in ``Jo Smith``)
-        does not count; two remaining clients mean the title is ambiguous.
+        One combined pattern, longest labels first, so ``Jo`` inside ``Jo Smith``
+        counts as ``Jo Smith``; a label two clients share, or two different
+        clients named in one title, gives several clients (ambiguous).
         """
-        spans: list[tuple[int, int, Client]] = []
-        for client in self.clients:
-            for label in (client.name, *client.aliases):
-                if not label.strip():
-                    continue
-                pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, label.split())) + r"(?!\w)"
-                for m in re.finditer(pattern, title, re.IGNORECASE):
-                    spans.append((m.start(), m.end(), client))
-        kept = [s for s in spans if not any(o[2].id != s[2].id and o[0] <= s[0] and s[1] <= o[1]
-                                            and (o[1] - o[0]) > (s[1] - s[0]) for o in spans)]
+        pattern, owners = self._label_index()
+        if pattern is None:
+            return []
         seen: dict[str, Client] = {}
-        for _, _, c in kept:
-            seen.setdefault(c.id, c)
+        for m in pattern.finditer(title):
+            for client in owners.get(_label_key(m.group(0)), ()):
+                seen.setdefault(client.id, client)
         return list(seen.values())
+
+    def _label_index(self) -> tuple[re.Pattern[str] | None, dict[str, list[Client]]]:
+        if self._index is None:
+            owners: dict[str, list[Client]] = {}
+            for client in self.clients:
+                for label in {_label_key(x) for x in (client.name, *client.aliases) if x.strip()}:
+                    owners.setdefault(label, []).append(client)
+            labels = sorted(owners, key=len, reverse=True)
+            alternatives = [r"\s+".join(map(re.escape, label.split())) for label in labels]
+            pattern = re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE) \
+                if alternatives else None
+            self._index = (pattern, owners)
+        return self._index
+
+
+def _label_key(text: str) -> str:
+    return " ".join(text.casefold().split())
 
 
 def load_directory(path: Path | None, default_region: str = "US", *, strict: bool = True) -> Directory:

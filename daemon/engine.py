@@ -234,7 +234,7 @@ class Engine:
                 return PollResult(name, True, degraded=outcome.tripped)
             ctx.baseline = True     # accepted as the new normal: nothing inferred from what vanished
             outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
-        session_store.save(conn, outcome.rows + outcome.gone, set(prev))
+        session_store.save(conn, outcome.rows + outcome.gone, prev)
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             first_seen_at=row["first_seen_at"] or ts(now)))
         self._calendar_ok(conn, name, now, result.state, row)

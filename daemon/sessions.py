@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -41,16 +42,17 @@ def get(conn: Connection, calendar: str, key: str) -> SessionRow | None:
     return _from_db(r) if r else None
 
 
-def save(conn: Connection, rows: list[SessionRow], existing: set[str]) -> None:
-    """Insert new rows and update known ones (``existing`` = keys already stored)."""
-    inserts = [_to_db(r) for r in rows if r.key not in existing]
+def save(conn: Connection, rows: list[SessionRow], previous: dict[str, SessionRow]) -> None:
+    """Insert new rows and update the ones that changed (``last_seen_at`` alone is no change)."""
+    inserts = [_to_db(r) for r in rows if r.key not in previous]
     if inserts:
         conn.execute(sessions.insert(), inserts)
     for r in rows:
-        if r.key in existing:
-            values = _to_db(r)
-            conn.execute(sessions.update().where(sessions.c.calendar == r.calendar,
-                                                 sessions.c.key == r.key).values(**values))
+        old = previous.get(r.key)
+        if old is None or replace(old, last_seen_at=r.last_seen_at) == r:
+            continue
+        conn.execute(sessions.update().where(sessions.c.calendar == r.calendar,
+                                             sessions.c.key == r.key).values(**_to_db(r)))
 
 
 def for_client(conn: Connection, client_id: str) -> list[SessionRow]:
