@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:   # `welcomeback status | head`: the reader left, nothing to report
+        sys.stderr.close()
+        code = 0
     except Exception as exc:
         if debug:
             raise

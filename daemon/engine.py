@@ -234,6 +234,9 @@ class Engine:
                 return PollResult(name, True, degraded=outcome.tripped)
             ctx.baseline = True     # accepted as the new normal: nothing inferred from what vanished
             outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
+        if ctx.baseline:
+            log.info("calendar %s read for the first time: %d session(s) noted; nothing that ended "
+                     "before now will be followed up", name, len(outcome.rows))
         session_store.save(conn, outcome.rows + outcome.gone, prev)
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             first_seen_at=row["first_seen_at"] or ts(now)))

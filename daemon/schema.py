@@ -196,7 +196,11 @@ def line_locator(text: str) -> Callable[[str, str], int | None]:
 
     def locate(tbl: str, key: str) -> int | None:
         base = re.sub(r" \(.*\)$", "", tbl)
-        return index.get((base, key)) or index.get((base, ""))
+        found = index.get((base, key)) or index.get((base, ""))
+        if found is None and "." in base:   # an inline table in an array: cadence.steps#2
+            parent, _, child = base.rpartition(".")
+            found = index.get((parent, child.split("#")[0])) or index.get((parent, ""))
+        return found
 
     return locate
 
