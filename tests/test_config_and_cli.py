@@ -45,7 +45,7 @@ def test_every_config_problem_is_reported_at_once(tmp_path, capsys):
                      "'carrier-pigeon' is not one of outbox, smtp, sendgrid", "[channels.email] backend"):
         assert expected in err, expected
     assert f"{path}:6:" in err          # the line of the bad time zone
-    steps_line = BROKEN.splitlines().index('steps = [{ channel = "email", after = "soon", template = "email_followup" }]')
+    steps_line = 1 + BROKEN.splitlines().index('steps = [{ channel = "email", after = "soon", template = "email_followup" }]')
     assert f"{path}:{steps_line}: [cadence.steps#1] after" in err
 
 
