@@ -192,8 +192,8 @@ def reconcile(prev: dict[str, SessionRow], occurrences: list[Occurrence], comple
                 if not ctx.baseline:
                     lost.append((gone, ctx.now))
             out.gone.append(gone)
-        elif complete and key in seen_keys:
-            out.gone.append(replace(p, present=False))   # no longer looks like a session
+        elif key in seen_keys:
+            out.gone.append(replace(p, present=False))   # still there, but no longer a session
     out.triggers.extend(_lost_triggers(lost, ctx))
     return out
 

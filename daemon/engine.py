@@ -301,6 +301,10 @@ class Engine:
             followups.create(conn, trigger, seq, [], now, closed_reason="rebooked")
             log.info("follow-up %s not started: rescheduled within the rebook window", seq)
             return 0
+        if followups.for_session(conn, trigger.calendar, trigger.session_key):
+            followups.create(conn, trigger, seq, [], now, closed_reason="merged")
+            log.info("follow-up %s not started: this session was already followed up", seq)
+            return 0
         if followups.open_for_client(conn, trigger.client_id):
             followups.create(conn, trigger, seq, [], now, closed_reason="merged")
             log.info("follow-up %s not started: the client already has an open follow-up", seq)

@@ -41,6 +41,13 @@ def create(conn: Connection, trigger: Trigger, seq_id: str, planned: list[Planne
         conn.execute(steps.insert(), rows)
 
 
+def for_session(conn: Connection, calendar: str, session_key: str) -> bool:
+    """Whether any follow-up (whatever its trigger) was already started for this session."""
+    return conn.execute(sa.select(sequences.c.id).where(
+        sequences.c.calendar == calendar, sequences.c.session_key == session_key,
+        sequences.c.closed_reason.is_distinct_from("ambiguous"))).first() is not None
+
+
 def open_for_client(conn: Connection, client_id: str) -> str | None:
     row = conn.execute(sa.select(sequences.c.id).where(
         sequences.c.client_id == client_id, sequences.c.closed_at.is_(None))).first()

@@ -284,3 +284,16 @@ def test_organizer_listed_as_attendee_is_not_taken_for_the_client(practice, caps
     (practice.root / "practice.ics").write_text(text.replace("PARTSTAT=ACCEPTED:mailto:omar", "PARTSTAT=DECLINED:mailto:omar"))
     practice.once(local(2026, 11, 4, 8))
     assert [s["client"] for s in practice.status(capsys)] == ["Omar Haddad", "Omar Haddad"]
+
+
+def test_a_missed_session_is_followed_up_once_even_if_later_deleted(practice, capsys):
+    session = jane_no_show(practice)
+    for day in (4, 10):
+        practice.once(local(2026, 11, day, 10, 30))
+    assert len(practice.mails()) == 2
+    practice.calendar([team()])                          # the therapist tidies the calendar
+    for day in (12, 16, 20):
+        practice.once(local(2026, 11, day, 12))
+    assert len(practice.mails()) == 2
+    assert [s["trigger"] for s in practice.status(capsys)] == ["no_show", "no_show"]
+    assert session.summary.endswith("no-show")
