@@ -62,7 +62,7 @@ def _e164(value: Any) -> str:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
         number = None
-    if number is None or not phonenumbers.is_valid_number(number):
+    if number is None or not phonenumbers.is_possible_number(number):
         raise ValueError(f"'{value}' is not a valid phone number in E.164 form "
                          "(e.g. '+14155552671')")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
