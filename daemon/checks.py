@@ -49,7 +49,7 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
 
 
 def _sources(cfg: Config) -> list[str]:
-    out = []
+    out: list[str] = []
     ctx = SourceContext(cfg.base_dir, cfg.practice.timezone, SystemClock(), secrets.lookup,
                         cfg.resolve(cfg.store.path).parent)
     for cal in cfg.calendars:
@@ -88,7 +88,7 @@ def _sms_lengths(cfg: Config, templates: Templates) -> list[str]:
         return []
     from daemon.templates import sample_context
 
-    out = []
+    out: list[str] = []
     for step in cfg.cadence.steps:
         if step.channel == "phone":
             try:

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from daemon import logsetup
 from daemon.errors import UserError
@@ -20,7 +20,7 @@ log = logging.getLogger("welcomeback")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors are exit 2 without a traceback
+    def error(self, message: str) -> NoReturn:  # usage errors are exit 2 without a traceback
         self.print_usage(sys.stderr)
         raise UserError(f"usage: {message}")
 

@@ -296,6 +296,7 @@ def parse(data: dict[str, Any], path: Path, problems: Problems) -> Config | None
              retention, templates]
     if any(p is None for p in parts) or problems.items:
         return None
+    assert calendars is not None and cadence is not None
     return Config(path, practice, store, calendars, clients, detection, cadence, email, phone,
                   dry_run, digest, retention, templates, raw=data)
 
@@ -304,7 +305,7 @@ def _is_hhmm(text: str) -> bool:
     import re
 
     m = re.fullmatch(r"(\d{1,2}):(\d{2})", text or "")
-    return bool(m) and int(m.group(1)) < 24 and int(m.group(2)) < 60
+    return m is not None and int(m.group(1)) < 24 and int(m.group(2)) < 60
 
 
 def _calendars(items: Any, problems: Problems) -> list[CalendarConfig] | None:
@@ -395,7 +396,7 @@ def _channels(data: Any, problems: Problems) -> tuple[Any, Any, bool]:
 
 
 def _channel(data: Any, table: str, common_cls: type, registry: Any, problems: Problems) -> Any:
-    backend = data.get("backend", common_cls().backend if common_cls is PhoneCommon else "outbox") \
+    backend: Any = data.get("backend", common_cls().backend if common_cls is PhoneCommon else "outbox") \
         if isinstance(data, dict) else None
     backend = PHONE_ALIASES.get(backend, backend) if common_cls is PhoneCommon else backend
     opt_cls = _options_class(registry, backend)

@@ -147,7 +147,7 @@ def _calls(engine: "Engine", conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
 
 def _sent(engine: "Engine", conn: Any, now: datetime, since: datetime, fmt: _Fmt) -> list[str]:
     rows = [r for r in followups.all_steps(conn)
-            if r["state"] == "sent" and ts(since) < (r["finished_at"] or "") <= ts(now)]
+            if r["state"] == "sent" and (ts(since) or "") < (r["finished_at"] or "") <= (ts(now) or "")]
     return [f"{_client(engine, r).name}: {_what(engine, r)} (step {r['n']}), {fmt.when(r['finished_at'])}"
             for r in sorted(rows, key=lambda r: r["finished_at"])]
 

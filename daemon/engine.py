@@ -342,7 +342,7 @@ class Engine:
             with self.store.transaction() as conn:
                 degraded = [r[0] for r in conn.execute(
                     sa.select(calendars.c.name).where(calendars.c.degraded.is_not(None))).all()]
-                counts = dict(conn.execute(sa.select(steps.c.state, sa.func.count()).group_by(steps.c.state)).all())
+                counts: dict[str, int] = dict(conn.execute(sa.select(steps.c.state, sa.func.count()).group_by(steps.c.state)).all())
                 due = conn.execute(sa.select(sa.func.count()).select_from(steps).where(
                     steps.c.state == "planned", steps.c.due_at <= ts(now))).scalar_one()
         except sa.exc.SQLAlchemyError:

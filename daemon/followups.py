@@ -60,10 +60,10 @@ def open_sequences(conn: Connection, client_id: str) -> list[str]:
 
 
 def due(conn: Connection, now: datetime) -> list[Any]:
-    return conn.execute(
+    return list(conn.execute(
         sa.select(*JOINED).join(sequences, steps.c.sequence_id == sequences.c.id)
         .where(steps.c.state == "planned", steps.c.due_at <= ts(now))
-        .order_by(steps.c.due_at, steps.c.id)).mappings().all()
+        .order_by(steps.c.due_at, steps.c.id)).mappings().all())
 
 
 def step_row(conn: Connection, step_id: str) -> Any:
@@ -141,9 +141,9 @@ def set_client_flag(conn: Connection, client_id: str, **values: Any) -> None:
 
 
 def all_steps(conn: Connection) -> list[Any]:
-    return conn.execute(
+    return list(conn.execute(
         sa.select(*JOINED).join(sequences, steps.c.sequence_id == sequences.c.id)
-        .order_by(sequences.c.session_start, steps.c.n)).mappings().all()
+        .order_by(sequences.c.session_start, steps.c.n)).mappings().all())
 
 
 def sent_since(conn: Connection, client_id: str, channel: str, since: datetime) -> int:

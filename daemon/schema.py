@@ -132,7 +132,7 @@ def keys_of(cls: type) -> frozenset[str]:
 def _convert(f: dataclasses.Field, tp: Any, value: Any, table: str, problems: Problems) -> Any:
     meta = f.metadata
     if dataclasses.is_dataclass(tp) and meta.get("parse") is None:
-        built = build(tp, value, f"{table}.{key_of(f)}", problems)
+        built = build(typing.cast(type, tp), value, f"{table}.{key_of(f)}", problems)
         return _INVALID if built is None else built
     parse = meta.get("parse")
     choices = meta.get("choices")

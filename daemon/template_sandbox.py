@@ -206,7 +206,7 @@ def _check(node: nodes.Node, assigned: set[str], line: int, report: Callable[[in
         return
     children: Any = node.iter_child_nodes()
     if isinstance(node, nodes.Call):
-        children = [node.node.node]   # the string whose method is called; the method was checked
+        children = [getattr(node.node, "node", node.node)]   # the string whose method is called
     for child in children:
         _check(child, assigned, line, report)
 

@@ -90,9 +90,9 @@ class CaldavSource(CalendarSource):
                 except SecretMissing:
                     raise self._error(f"secret '{SECRET}' not found (see `welcomeback check`)") from None
             verify: bool | str = str(self._ca_path()) if self.opts.ca_file else self.opts.verify_tls
-            self._dav = caldav.DAVClient(url=self.source, username=self.opts.username or None,
-                                         password=password, timeout=int(self.timeout) or 30,
-                                         ssl_verify_cert=verify, enable_rfc6764=False)
+            self._dav = caldav.DAVClient(  # type: ignore[operator]  # caldav exports it lazily
+                url=self.source, username=self.opts.username or None, password=password,
+                timeout=int(self.timeout) or 30, ssl_verify_cert=verify, enable_rfc6764=False)
         return self._dav.calendar(url=self.source)
 
     def close(self) -> None:

@@ -194,5 +194,5 @@ def _rfc3339(moment: datetime) -> str:
 
 def _seconds(timeout: Any) -> float:
     """The request timeout in seconds (a number, or a Duration from the config)."""
-    return float(getattr(timeout, "approx", None).total_seconds() if hasattr(timeout, "approx")
-                 else timeout)
+    approx = getattr(timeout, "approx", None)
+    return float(approx.total_seconds() if approx is not None else timeout)
