@@ -34,6 +34,9 @@ class Directory:
         e = email.strip().lower()
         return [c for c in self.clients if c.email and c.email.lower() == e]
 
+    def by_phone(self, phone: str) -> list[Client]:
+        return [c for c in self.clients if phone and c.phone == phone]
+
     def find(self, text: str) -> list[Client]:
         """Clients named by ``text`` (name or alias, case-insensitive), for the CLI."""
         t = text.strip().casefold()

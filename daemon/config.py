@@ -169,6 +169,7 @@ def _default_steps() -> list[StepSpec]:
 class Cadence:
     steps: list[StepSpec] = field(default_factory=_default_steps)
     max_lateness: Duration = field(default_factory=lambda: parse_duration("3 days"))
+    max_messages_per_hour: int = 100
 
 
 @dataclass
@@ -176,6 +177,8 @@ class CadenceCommon:
     steps: list = option(default_factory=list, doc="The follow-up steps, in order.")
     max_lateness: Duration = option(default_factory=lambda: parse_duration("3 days"), parse=_duration,
                                     doc="A step later than this (service was down) is skipped as too_late.")
+    max_messages_per_hour: int = option(100, doc="A safety cap on messages to clients per hour; "
+                                                 "beyond it steps wait and the therapist is told.")
 
 
 @dataclass
@@ -360,7 +363,7 @@ def _cadence(data: Any, problems: Problems) -> Cadence | None:
     if common is None:
         return None
     if "steps" not in data:
-        return Cadence(max_lateness=common.max_lateness)
+        return Cadence(max_lateness=common.max_lateness, max_messages_per_hour=common.max_messages_per_hour)
     steps: list[StepSpec] = []
     if not common.steps:
         problems.add("cadence", "steps", "expected at least one step, e.g. "
@@ -372,7 +375,8 @@ def _cadence(data: Any, problems: Problems) -> Cadence | None:
             steps.append(step)
     if len(steps) != len(common.steps):
         return None
-    return Cadence(steps=steps, max_lateness=common.max_lateness)
+    return Cadence(steps=steps, max_lateness=common.max_lateness,
+                   max_messages_per_hour=common.max_messages_per_hour)
 
 
 def _channels(data: Any, problems: Problems) -> tuple[Any, Any, bool]:

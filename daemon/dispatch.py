@@ -164,7 +164,26 @@ class Dispatcher:
         if channel.medium == "sms" and self._over_sms_cap(conn, client, now):
             log.info("step %s held: the client's text-message limit is reached", step["id"])
             return HOLD
+        if channel.medium != "call-task" and self._over_hourly_cap(conn, now):
+            return HOLD
+        if channel.medium == "sms" and len(self.engine.directory.by_phone(client.phone)) > 1:
+            self.store.report(conn, now, "ambiguous", step["calendar"], step["id"],
+                              "the phone number is shared by several clients: no text message sent")
+            return "no_contact_details"
         return None
+
+    def _over_hourly_cap(self, conn: Any, now: datetime) -> bool:
+        """The runaway guard: at most ``max_messages_per_hour`` messages to clients."""
+        client_facing = tuple(name for name, ch in (("email", self.engine.email), ("phone", self.engine.phone))
+                              if ch.medium != "call-task")
+        cap = self.config.cadence.max_messages_per_hour
+        if followups.messages_since(conn, now - timedelta(hours=1), client_facing) < cap:
+            return False
+        hour = now.strftime("%Y-%m-%dT%H")
+        if self.store.report(conn, now, "throttled", "", hour,
+                             f"more than {cap} messages to clients within an hour; the rest wait"):
+            log.warning("send cap of %d messages an hour reached; remaining steps wait", cap)
+        return True
 
     @staticmethod
     def _over_sms_cap(conn: Any, client: Client, now: datetime) -> bool:

@@ -166,3 +166,10 @@ def purge_closed(conn: Connection, before: datetime) -> int:
         conn.execute(steps.delete().where(steps.c.sequence_id.in_(part)))
         conn.execute(sequences.delete().where(sequences.c.id.in_(part)))
     return len(ids)
+
+
+def messages_since(conn: Connection, since: datetime, channels: tuple[str, ...]) -> int:
+    """Steps on ``channels`` handed off (sent or uncertain) since ``since``."""
+    return conn.execute(sa.select(sa.func.count()).select_from(steps).where(
+        steps.c.state.in_(("sent", "uncertain")), steps.c.finished_at >= ts(since),
+        steps.c.channel.in_(channels))).scalar_one()

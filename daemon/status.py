@@ -70,7 +70,7 @@ def _table(engine: Any, records: list[dict[str, Any]], cals: Any, open_reports: 
         reason = f" ({r['reason']})" if r["reason"] else ""
         lines.append(f"  {r['client']:<22} {dt_local_short(r['session_start'])} {r['trigger']:<11} "
                      f"step {r['step']} {r['channel']:<5} due {due} {r['state']}{reason}{marker}")
-    attention = [r for r in open_reports if r["kind"] in ("ambiguous", "uncertain", "failed", "too_late", "paused", "template")]
+    attention = [r for r in open_reports if r["kind"] in ("ambiguous", "uncertain", "failed", "too_late", "paused", "template", "throttled")]
     if attention:
         lines += ["", "Needs your attention:"]
         for r in attention[-20:]:

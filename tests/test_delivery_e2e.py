@@ -73,3 +73,14 @@ def test_rejected_email_fails_once_and_is_reported(providers, capsys):
     capsys.readouterr()
     p.cli("status")
     assert "failed" in capsys.readouterr().out
+
+
+def test_a_phone_shared_by_two_clients_gets_no_text(providers, capsys):
+    p, twilio, sendgrid = providers
+    rows = (p.root / "clients.csv").read_text().replace(
+        "Omar Haddad,,omar.h@example.org,+1 555 010 0202", "Omar Haddad,,omar.h@example.org,+1 555 010 0201")
+    (p.root / "clients.csv").write_text(rows)
+    jane_no_show(p)
+    p.once(local(2026, 11, 4, 10, 5))
+    assert twilio.requests == []
+    assert p.status(capsys)[0]["reason"] == "no_contact_details"

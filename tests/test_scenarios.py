@@ -297,3 +297,22 @@ def test_a_missed_session_is_followed_up_once_even_if_later_deleted(practice, ca
     assert len(practice.mails()) == 2
     assert [s["trigger"] for s in practice.status(capsys)] == ["no_show", "no_show"]
     assert session.summary.endswith("no-show")
+
+
+def test_runaway_guard_caps_client_messages_per_hour(practice, capsys):
+    cfg = practice.config.read_text().replace("[channels.email]", "[cadence]\nmax_messages_per_hour = 1\n\n[channels.email]")
+    practice.config.write_text(cfg)
+    events = [Ev(f"x{i}", local(2026, 11, 12, 10 + i), local(2026, 11, 12, 10 + i, 50), n)
+              for i, n in enumerate(["Jane Doe", "Omar Haddad"])]
+    practice.calendar([team(), *events])
+    practice.once(local(2026, 11, 2, 8))
+    practice.calendar([team()])
+    practice.once(local(2026, 11, 3, 8))
+    practice.once(local(2026, 11, 19, 12))             # both emails due: only one may go this hour
+    emails = [s["state"] for s in practice.status(capsys) if s["channel"] == "email"]
+    assert sorted(emails) == ["planned", "sent"]
+    capsys.readouterr()
+    practice.cli("status")
+    assert "throttled" in capsys.readouterr().out
+    practice.once(local(2026, 11, 19, 13, 5))
+    assert [s["state"] for s in practice.status(capsys) if s["channel"] == "email"] == ["sent", "sent"]
