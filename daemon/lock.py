@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from daemon.errors import InstanceLocked
+from daemon.errors import InstanceLocked, UserError
 
 def advisory_key(url: str) -> int:
     """A 63-bit key per store, so practices (or test schemas) sharing a server do not collide."""
@@ -64,7 +64,22 @@ class AdvisoryLock:
         got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
         self._conn.commit()
         self.held = bool(got)
+        if self.held and not self._still_ours():
+            self.release()
+            raise UserError("the PostgreSQL connection does not keep its session between transactions "
+                            "(a transaction pooler such as PgBouncer in transaction mode?); welcomeback's "
+                            "dispatcher lock needs a direct connection or session pooling")
         return self.held
+
+    def _still_ours(self) -> bool:
+        """In a new transaction, is the lock held by the backend we now talk to?"""
+        hi, lo = self.key >> 32, self.key & 0xFFFFFFFF
+        count = self._conn.execute(sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = pg_backend_pid() AND classid = :hi AND objid = :lo AND objsubid = 1"),
+            {"hi": hi, "lo": lo}).scalar()
+        self._conn.commit()
+        return bool(count)
 
     def release(self) -> None:
         if self._conn is not None:

@@ -1,0 +1,34 @@
+"""Several replicas on one PostgreSQL store: exactly one dispatches."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from daemon.lock import AdvisoryLock
+
+
+def test_one_dispatcher_among_replicas(pg_schema):
+    url = pg_schema.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = sa.create_engine(url)
+    first, second = AdvisoryLock(engine, url), AdvisoryLock(engine, url)
+    try:
+        assert first.acquire() is True          # a direct connection keeps its session: accepted
+        assert second.acquire() is False        # another replica only polls
+        first.release()
+        assert second.acquire() is True         # the lock moves when the dispatcher goes
+    finally:
+        first.release()
+        second.release()
+        engine.dispose()
+
+
+def test_stores_sharing_a_server_do_not_share_the_lock(pg_schema):
+    url = pg_schema.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = sa.create_engine(url)
+    a, b = AdvisoryLock(engine, url), AdvisoryLock(engine, url + "&application_name=other")
+    try:
+        assert a.acquire() and b.acquire()
+    finally:
+        a.release()
+        b.release()
+        engine.dispose()
