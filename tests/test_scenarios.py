@@ -316,3 +316,24 @@ def test_runaway_guard_caps_client_messages_per_hour(practice, capsys):
     assert "throttled" in capsys.readouterr().out
     practice.once(local(2026, 11, 19, 13, 5))
     assert [s["state"] for s in practice.status(capsys) if s["channel"] == "email"] == ["sent", "sent"]
+
+
+def test_reached_marker_in_the_calendar_stops_the_sequence(practice, capsys):
+    session = jane_no_show(practice)
+    practice.once(local(2026, 11, 4, 10, 5))
+    session.summary = "Jane Doe no-show reached ✓"
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 10, 10, 5))
+    assert [(s["state"], s["reason"]) for s in practice.status(capsys)] == [("sent", None), ("skipped", "reached")]
+
+
+def test_a_configured_colour_marks_a_no_show(practice, capsys):
+    cfg = practice.config.read_text().replace("[channels.email]", '[detection]\nno_show_colors = ["11"]\n\n[channels.email]')
+    practice.config.write_text(cfg)
+    session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 2, 8))
+    text = (practice.root / "practice.ics").read_text().replace("SUMMARY:Jane Doe\n", "SUMMARY:Jane Doe\nCOLOR:11\n")
+    (practice.root / "practice.ics").write_text(text)
+    practice.once(local(2026, 11, 3, 11))
+    assert [s["trigger"] for s in practice.status(capsys)] == ["no_show", "no_show"]
