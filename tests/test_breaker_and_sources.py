@@ -173,3 +173,35 @@ def test_a_held_feed_that_stays_the_same_is_accepted_without_inferring(practice,
     capsys.readouterr()
     assert practice.cli("status") == 0
     assert "DEGRADED" not in capsys.readouterr().out
+
+
+def _parse(text: str):
+    ctx = SourceContext(Path("."), ZoneInfo("America/New_York"), FixedClock(local(2026, 11, 2)),
+                        lambda n: "", Path("."))
+    return IcsSource("t", "t.ics", None, ctx).parse(text.encode(), WINDOW)[0]
+
+
+def _vevent(*lines: str) -> str:
+    return "\r\n".join(["BEGIN:VCALENDAR", "VERSION:2.0", *lines[:1], "BEGIN:VEVENT", "UID:u1",
+                        *lines[1:], "SUMMARY:Jane Doe", "END:VEVENT", "END:VCALENDAR", ""])
+
+
+def test_windows_zone_names_floating_times_and_x_wr_timezone():
+    berlin = _parse(_vevent("", "DTSTART;TZID=W. Europe Standard Time:20261110T090000",
+                            "DTEND;TZID=W. Europe Standard Time:20261110T095000"))
+    assert berlin[0].start.astimezone(timezone.utc).hour == 8
+    floating = _parse(_vevent("", "DTSTART:20261110T090000", "DTEND:20261110T095000"))
+    assert floating[0].start.astimezone(timezone.utc).hour == 14        # 09:00 in New York (EST)
+    google = _parse(_vevent("X-WR-TIMEZONE:Europe/Berlin", "DTSTART:20261110T080000Z", "DTEND:20261110T085000Z"))
+    assert google[0].start.astimezone(timezone.utc).hour == 8
+    unknown = _parse(_vevent("", "DTSTART;TZID=Nowhere Standard Time:20261110T090000",
+                             "DTEND;TZID=Nowhere Standard Time:20261110T095000"))
+    assert unknown[0].start.utcoffset() is not None
+
+
+def test_all_day_and_recurring_keys():
+    occ = _parse(_vevent("", "DTSTART;VALUE=DATE:20261110", "DTEND;VALUE=DATE:20261111"))
+    assert occ[0].all_day
+    weekly = _parse(_vevent("", "DTSTART;TZID=America/New_York:20261103T100000",
+                            "DTEND;TZID=America/New_York:20261103T105000", "RRULE:FREQ=WEEKLY;COUNT=3"))
+    assert [o.key for o in weekly] == ["u1@20261103T150000Z", "u1@20261110T150000Z", "u1@20261117T150000Z"]
