@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import stat
 import sys
-from pathlib import Path
 
 from daemon import config as config_mod
 from daemon import followups
@@ -194,14 +190,3 @@ def templates(args: argparse.Namespace) -> int:
     if not args.name:
         raise UserError("templates edit: which template? see 'welcomeback templates list'")
     return edit_template(cfg, args.name)
-
-
-def world_readable(path: Path) -> bool:
-    try:
-        return bool(os.stat(path).st_mode & (stat.S_IROTH | stat.S_IWOTH))
-    except OSError:
-        return False
-
-
-def dump_json(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)

@@ -325,7 +325,7 @@ def _calendars(items: Any, problems: Problems) -> list[CalendarConfig] | None:
         opt_cls = _options_class(SOURCES, kind)
         common = build(CalendarCommon, item, table, problems, extra_keys=keys_of(opt_cls)
                        if dataclasses.is_dataclass(opt_cls) else frozenset())
-        opts = _build_options(opt_cls, item, table, problems, keys_of(CalendarCommon))
+        opts = _build_options(opt_cls, item, table, problems)
         if common is None or opts is _BAD:
             continue
         if common.name in names:
@@ -348,8 +348,7 @@ def _options_class(registry: Any, name: Any) -> type | None:
         return None
 
 
-def _build_options(cls: type | None, item: Any, table: str, problems: Problems,
-                   common_keys: frozenset[str]) -> Any:
+def _build_options(cls: type | None, item: Any, table: str, problems: Problems) -> Any:
     if cls is None or not dataclasses.is_dataclass(cls) or not isinstance(item, dict):
         return None
     subset = {k: v for k, v in item.items() if k in keys_of(cls)}
@@ -406,7 +405,7 @@ def _channel(data: Any, table: str, common_cls: type, registry: Any, problems: P
     opt_cls = _options_class(registry, backend)
     extra = keys_of(opt_cls) if opt_cls is not None and dataclasses.is_dataclass(opt_cls) else frozenset()
     common = build(common_cls, data, table, problems, extra_keys=extra)
-    opts = _build_options(opt_cls, data, table, problems, keys_of(common_cls))
+    opts = _build_options(opt_cls, data, table, problems)
     if common is None or opts is _BAD:
         return None
     return ChannelConfig(backend, common, opts)

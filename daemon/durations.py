@@ -140,9 +140,6 @@ class WorkingHours:
                     return opens.astimezone(timezone.utc)
         return instant.astimezone(timezone.utc)  # no working hours at all: send when due
 
-    def is_open(self, instant: datetime, tz: tzinfo) -> bool:
-        return self.next_open(instant, tz) == instant.astimezone(timezone.utc)
-
 
 def parse_working_hours(text: str) -> WorkingHours:
     """Parse "Mon-Fri 09:00-17:00, Sat 10:00-13:00"; raises ValueError."""

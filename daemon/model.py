@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 
-TRIGGERS = ("cancelled", "late_cancel", "no_show")
-STEP_STATES = ("planned", "sending", "sent", "skipped", "failed", "uncertain")
-SKIP_REASONS = ("rebooked", "reached", "dismissed", "opted_out", "withdrawn", "too_late",
-                "no_contact_details")
+# Triggers: cancelled, late_cancel, no_show.  Skip reasons: rebooked, reached, dismissed,
+# opted_out, withdrawn, too_late, no_contact_details (DESIGN.md).
 
 
 class State(str, Enum):
@@ -83,14 +81,3 @@ class Trigger:
     client_email: str
     ambiguous: str
     detected_at: datetime
-
-
-@dataclass
-class Report:
-    """Something the therapist must look at; carries no event text."""
-
-    kind: str        # ambiguous | degraded | too_late | uncertain | failed
-    calendar: str
-    session_key: str
-    detail: str
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))

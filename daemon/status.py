@@ -15,9 +15,6 @@ from daemon.config import Config
 from daemon.errors import UserError
 from daemon.store import audit, calendars, dt, reports, sequences
 
-STEP_FIELDS = ("client", "session_start", "trigger", "step", "channel", "due_at", "state", "reason")
-
-
 def _local(value: str | None, tz: Any) -> str | None:
     moment = dt(value)
     return moment.astimezone(tz).isoformat() if moment else None
