@@ -141,7 +141,7 @@ class Dispatcher:
         detected = dt(step["detected_at"])
         start = dt(step["session_start"])
         assert detected is not None and start is not None
-        if client.do_not_contact or self.engine._opted_out(conn, client.id, channel.medium):
+        if client.do_not_contact or followups.opted_out(conn, client.id, channel.medium):
             return "opted_out"
         flag = followups.client_flag(conn, client.id)
         session = session_store.get(conn, step["calendar"], step["session_key"])

@@ -25,9 +25,8 @@ from connectors.calendars import SOURCES
 from connectors.calendars.base import CalendarSource, SourceContext, Window
 from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
 from connectors.channels.base import Channel, ChannelContext
-from daemon import detect, followups, secrets
+from daemon import detect, secrets
 from daemon import sessions as session_store
-from daemon.cadence import plan, sequence_id
 from daemon.clients import Directory, load_directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
@@ -38,7 +37,6 @@ from daemon.store import Store, calendars, steps, ts
 from daemon.templates import Templates
 
 log = logging.getLogger(__name__)
-CANCELS = ("cancelled", "late_cancel")
 
 
 @dataclass
@@ -283,50 +281,15 @@ class Engine:
 
     # -- planning -----------------------------------------------------------------------
     def _plan(self, conn: Any, trigger: Trigger, now: datetime) -> int:
-        """Start a sequence for a trigger, or record why not.  Returns 1 if one started."""
-        seq = sequence_id(trigger)
-        if followups.exists(conn, seq):
-            return 0
-        rules = self.config.detection
-        if trigger.ambiguous or not trigger.client_id:
-            followups.create(conn, trigger, seq, [], now, closed_reason="ambiguous")
-            self.store.report(conn, now, "ambiguous", trigger.calendar, trigger.session_key,
-                              f"{trigger.kind} on {ts(trigger.session_start)}: {trigger.ambiguous}")
-            log.warning("follow-up %s not started: client ambiguous (%s)", seq, trigger.ambiguous)
-            return 0
-        if trigger.kind in CANCELS and session_store.booked_after(
-                conn, trigger.client_id, min(now, trigger.session_start),
-                exclude=(trigger.calendar, trigger.session_key),
-                until=trigger.session_start + rules.rebook_window.approx):
-            followups.create(conn, trigger, seq, [], now, closed_reason="rebooked")
-            log.info("follow-up %s not started: rescheduled within the rebook window", seq)
-            return 0
-        if followups.for_session(conn, trigger.calendar, trigger.session_key):
-            followups.create(conn, trigger, seq, [], now, closed_reason="merged")
-            log.info("follow-up %s not started: this session was already followed up", seq)
-            return 0
-        if followups.open_for_client(conn, trigger.client_id):
-            followups.create(conn, trigger, seq, [], now, closed_reason="merged")
-            log.info("follow-up %s not started: the client already has an open follow-up", seq)
-            return 0
-        client = self.client_of(trigger.client_id, trigger.client_name, trigger.client_email)
-        skip = "opted_out" if client.do_not_contact or self._opted_out(conn, client.id) else None
-        followups.create(conn, trigger, seq, plan(self.config, trigger, seq), now, skip_reason=skip)
-        self.store.audit(conn, now, "detected", sequence_id=seq, detail=trigger.kind)
-        log.info("follow-up %s started (%s)%s", seq, trigger.kind, " but opted out" if skip else "")
-        return 0 if skip else 1
+        """Start a follow-up for a trigger, or record why not (daemon.planning)."""
+        from daemon.planning import start_follow_up
+
+        return start_follow_up(self, conn, trigger, now)
 
     def client_of(self, client_id: str, name: str = "", email: str = "") -> Client:
         """The directory's current entry, or the attendee the session named."""
         found = self.directory.by_id(client_id)
         return found or Client(id=client_id, name=name or email, email=email, in_directory=False)
-
-    def _opted_out(self, conn: Any, client_id: str, medium: str | None = None) -> bool:
-        flag = followups.client_flag(conn, client_id)
-        if flag is None or not flag["opted_out_at"]:
-            return False
-        channels = set(filter(None, (flag["opted_out_channels"] or "").split(",")))
-        return not channels or "all" in channels or (medium is not None and medium in channels)
 
     # -- dispatch and health --------------------------------------------------------------
     def dispatch(self) -> dict[str, int]:

@@ -133,6 +133,15 @@ def client_flag(conn: Connection, client_id: str) -> Any:
     return conn.execute(sa.select(client_flags).where(client_flags.c.client_id == client_id)).mappings().first()
 
 
+def opted_out(conn: Connection, client_id: str, medium: str | None = None) -> bool:
+    """Whether the client opted out of everything, or of ``medium`` (e.g. SMS after STOP)."""
+    flag = client_flag(conn, client_id)
+    if flag is None or not flag["opted_out_at"]:
+        return False
+    channels = set(filter(None, (flag["opted_out_channels"] or "").split(",")))
+    return not channels or "all" in channels or (medium is not None and medium in channels)
+
+
 def set_client_flag(conn: Connection, client_id: str, **values: Any) -> None:
     if client_flag(conn, client_id) is None:
         conn.execute(client_flags.insert().values(**{"client_id": client_id, "opted_out_channels": "", **values}))
