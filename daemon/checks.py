@@ -115,8 +115,11 @@ def _clinical(cfg: Config, templates: Templates) -> list[str]:
 
 
 def _permissions(cfg: Config) -> list[str]:
+    """The config file, the state file and a dedicated state folder must not be open to others."""
+    db = cfg.resolve(cfg.store.path)
+    paths = [cfg.path, db] + ([db.parent] if db.parent.resolve() != cfg.base_dir.resolve() else [])
     out = []
-    for path in (cfg.path, cfg.resolve(cfg.store.path)):
+    for path in paths:
         try:
             mode = os.stat(path).st_mode
         except OSError:

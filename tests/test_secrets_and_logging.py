@@ -95,3 +95,22 @@ def test_the_suite_wide_log_canary_catches_client_data():
         assert len(handler.hits) == 4
     finally:
         log.removeHandler(handler)
+
+
+def test_check_warns_about_files_others_can_read(tmp_path, capsys):
+    from tests.conftest import make_practice
+
+    practice = make_practice(tmp_path / "p")
+    cfg = practice.config.read_text().replace('path = "state.db"', 'path = "state/state.db"')
+    practice.config.write_text(cfg)
+    practice.config.chmod(0o644)
+    practice.once(local(2026, 11, 2, 8))
+    (practice.root / "state").chmod(0o755)
+    capsys.readouterr()
+    assert practice.cli("check") == 0
+    err = capsys.readouterr().err
+    assert "config.toml is readable by every user" in err and "state is readable by every user" in err
+    practice.config.chmod(0o600)
+    (practice.root / "state").chmod(0o700)
+    assert practice.cli("check") == 0
+    assert "readable by every user" not in capsys.readouterr().err
