@@ -80,6 +80,10 @@ def identify(occ: Occurrence, directory: Directory, therapist_email: str) -> tup
         found.setdefault(client.id, client)
     if len(found) > 1:
         return None, "several attendees"
+    if found:
+        conflict = _names_someone_else(occ, next(iter(found.values())), people, directory)
+        if conflict:
+            return None, conflict
     if not found:
         named = directory.named_in(occ.summary)
         if len(named) > 1:
@@ -91,6 +95,14 @@ def identify(occ: Occurrence, directory: Directory, therapist_email: str) -> tup
     if client.email and client.email.lower() == therapist:
         return None, "the client's address is the therapist's own"
     return client, ""
+
+
+def _names_someone_else(occ: Occurrence, client: Client, people: list, directory: Directory) -> str:
+    """The title or the attendee's name points to another directory client than the address."""
+    named = directory.named_in(occ.summary) + [c for a in people if a.name for c in directory.named_in(a.name)]
+    if any(c.id != client.id for c in named):
+        return "the attendee's address and the name on the session belong to different clients"
+    return ""
 
 
 def classify(occ: Occurrence, ctx: Context) -> Classified | None:

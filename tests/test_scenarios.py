@@ -337,3 +337,35 @@ def test_a_configured_colour_marks_a_no_show(practice, capsys):
     (practice.root / "practice.ics").write_text(text)
     practice.once(local(2026, 11, 3, 11))
     assert [s["trigger"] for s in practice.status(capsys)] == ["no_show", "no_show"]
+
+
+def test_attendee_address_that_differs_from_the_directory_is_not_followed_up(practice, capsys):
+    """Wrong-recipient control: the title names Jane, the invitation went to another address."""
+    session = Ev("a1", local(2026, 11, 12, 11), local(2026, 11, 12, 11, 50), "Jane Doe",
+                 attendees=[("jane.personal@example.net", "Jane Doe", "ACCEPTED")])
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 2, 8))
+    session.status = "CANCELLED"
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 4, 8))
+    for day in (13, 19, 20):
+        practice.once(local(2026, 11, day, 16))
+    assert practice.status(capsys) == []
+    assert practice.mails() == []
+    capsys.readouterr()
+    practice.cli("status")
+    assert "different clients" in capsys.readouterr().out
+
+
+def test_attendee_not_in_the_directory_is_the_client_when_nothing_else_names_one(practice, capsys):
+    session = Ev("a1", local(2026, 11, 12, 11), local(2026, 11, 12, 11, 50), "Intake",
+                 attendees=[("new.person@example.net", "Alex New", "ACCEPTED")])
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 2, 8))
+    session.status = "CANCELLED"
+    practice.calendar([team(), session])
+    practice.once(local(2026, 11, 4, 8))
+    steps = practice.status(capsys)
+    assert [s["client"] for s in steps] == ["Alex New", "Alex New"]
+    practice.once(local(2026, 11, 13, 11, 5))
+    assert steps and practice.status(capsys)[0]["reason"] == "no_contact_details"   # no phone known
