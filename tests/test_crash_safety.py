@@ -16,7 +16,7 @@ from email import message_from_bytes
 import pytest
 
 from tests.conftest import ROOT, local, make_practice
-from tests.fakes.smtp import LoopbackController
+from tests.fakes.smtp import serve, use_smtp
 from tests.ics import Ev
 
 N_CLIENTS = 24
@@ -37,21 +37,13 @@ class Recorder:
 @pytest.fixture
 def smtp_server():
     recorder = Recorder()
-    controller = LoopbackController(recorder, hostname="127.0.0.1", port=0)
-    controller.start()
-    try:
-        yield controller.server.sockets[0].getsockname()[1], recorder
-    finally:
-        controller.stop()
+    with serve(recorder) as port:
+        yield port, recorder
 
 
 def _practice(tmp_path, port):
-    extra = ""
     p = make_practice(tmp_path / "p")
-    text = p.config.read_text().replace(
-        'backend = "outbox"\noutbox = "outbox"',
-        f'backend = "smtp"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout = 5')
-    p.config.write_text(text + extra)
+    use_smtp(p, port)
     rows = ["name,aliases,email,phone,preferred_channel,do_not_contact"]
     rows += [f"Client{i} Test,,client{i}@example.com,+1 555 010 {1000 + i},,false" for i in range(N_CLIENTS)]
     (p.root / "clients.csv").write_text("\n".join(rows) + "\n")

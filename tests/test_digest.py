@@ -25,7 +25,7 @@ from daemon.digest import build_digest
 from daemon.engine import Engine
 from tests.conftest import CLIENTS, Practice, local
 from tests.ics import Ev
-from tests.fakes.smtp import LoopbackController
+from tests.fakes.smtp import serve, use_smtp
 
 THERAPIST = "ana@riverside.example"
 CALL_SCRIPT = "wanted to check in and see how you're doing"     # from templates/phone_call.txt
@@ -64,19 +64,12 @@ class Server:
 @pytest.fixture
 def smtp():
     server = Server()
-    controller = LoopbackController(server, hostname="127.0.0.1", port=0)
-    controller.start()
-    try:
-        yield controller.server.sockets[0].getsockname()[1], server
-    finally:
-        controller.stop()
+    with serve(server) as port:
+        yield port, server
 
 
 def smtp_practice(practice: Practice, port: int) -> Practice:
-    text = practice.config.read_text().replace(
-        'backend = "outbox"\noutbox = "outbox"',
-        f'backend = "smtp"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout = 5')
-    practice.config.write_text(text)
+    use_smtp(practice, port)
     (practice.root / "clients.csv").write_text(CLIENTS + "Lee Fox,,lee.fox@example.com,+1 555 010 0207,,false\n")
     return practice
 

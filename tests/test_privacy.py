@@ -11,7 +11,7 @@ from email import message_from_bytes
 import pytest
 
 from tests.conftest import ROOT, local, make_practice
-from tests.fakes.smtp import LoopbackController
+from tests.fakes.smtp import serve, use_smtp
 from tests.ics import Ev
 
 NAME, FIRST, LAST = "Zephyrine Quillfeather", "Zephyrine", "Quillfeather"
@@ -38,19 +38,14 @@ class Rejecting:
 @pytest.fixture
 def smtp():
     handler = Rejecting()
-    controller = LoopbackController(handler, hostname="127.0.0.1", port=0)
-    controller.start()
-    yield controller.port, handler
-    controller.stop()
+    with serve(handler) as port:
+        yield port, handler
 
 
 def test_no_canary_in_logs_or_output(tmp_path, smtp):
     port, handler = smtp
     p = make_practice(tmp_path / "p")
-    text = p.config.read_text().replace(
-        'backend = "outbox"\noutbox = "outbox"',
-        f'backend = "smtp"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout = 5')
-    p.config.write_text(text)
+    use_smtp(p, port)
     (p.root / "clients.csv").write_text(
         "name,aliases,email,phone,preferred_channel,do_not_contact\n"
         f"{NAME},Zephy,{EMAIL},{PHONE},,false\n")

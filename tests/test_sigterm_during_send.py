@@ -16,7 +16,7 @@ from daemon import service as service_mod
 from daemon.clock import FixedClock
 from daemon.service import Service
 from tests.conftest import local, make_practice
-from tests.fakes.smtp import LoopbackController
+from tests.fakes.smtp import serve, use_smtp
 from tests.ics import Ev
 
 N = 50
@@ -41,21 +41,16 @@ class Gate:
 @pytest.fixture
 def gate():
     handler = Gate()
-    controller = LoopbackController(handler, hostname="127.0.0.1", port=0)
-    controller.start()
-    yield controller.port, handler
-    controller.release = True
-    handler.release.set()
-    controller.stop()
+    with serve(handler) as port:
+        yield port, handler
+        handler.release.set()
 
 
 def test_stop_during_send_leaves_no_half_written_step(tmp_path, gate, monkeypatch, capsys):
     port, handler = gate
     monkeypatch.setattr(service_mod, "FIRST_DISPATCH_DELAY", service_mod.timedelta(0))
     p = make_practice(tmp_path / "p")
-    p.config.write_text(p.config.read_text().replace(
-        'backend = "outbox"\noutbox = "outbox"',
-        f'backend = "smtp"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout = 20'))
+    use_smtp(p, port, timeout=20)
     rows = ["name,aliases,email,phone,preferred_channel,do_not_contact"]
     rows += [f"Person{i} Test,,p{i}@example.com,+1 555 010 {2000 + i},,false" for i in range(N)]
     (p.root / "clients.csv").write_text("\n".join(rows) + "\n")
