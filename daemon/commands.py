@@ -52,7 +52,7 @@ def once(args: argparse.Namespace) -> int:
     prefix = "dry run: " if args.dry_run else ""
     print(f"{prefix}{len(report.polls)} calendar(s) polled, "
           f"{sum(p.triggers for p in report.polls)} follow-up(s) started; dispatch: {done}")
-    return 1 if report.failed else 0
+    return 1 if report.failed or any(p.degraded for p in report.polls) else 0   # README: exit 1
 
 
 def status(args: argparse.Namespace) -> int:

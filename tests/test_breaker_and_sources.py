@@ -1,4 +1,5 @@
-"""Bad feeds infer nothing: the mass-vanish breaker, empty and HTML feeds, HTTP faults, the corpus."""
+"""Bad feeds infer nothing and make ``once`` exit 1: the mass-vanish breaker, empty, truncated and
+HTML feeds, HTTP faults.  (The real-world corpus is tests/test_corpus.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from connectors.calendars.base import SourceContext, Window
 from connectors.calendars.ics import IcsSource
 from daemon.clock import FixedClock
 from daemon.errors import SourceError
-from tests.conftest import CORPUS, local
+from tests.conftest import local
 from tests.ics import Ev, calendar
 from tests.stories import team
 
@@ -32,36 +33,68 @@ def test_feed_that_lost_80_percent_of_future_events_infers_nothing(practice, cap
     practice.calendar([team(), *events])
     practice.once(local(2026, 11, 2, 8))
     practice.calendar([team(), *events[:2]])
-    assert practice.once(local(2026, 11, 3, 8)) == 0
-    assert practice.status(capsys) == []
     capsys.readouterr()
-    practice.cli("status")
+    assert practice.once(local(2026, 11, 3, 8)) == 1                 # held by the breaker: DEGRADED
+    assert "calendar 'main': DEGRADED" in capsys.readouterr().err
+    assert practice.status(capsys) == []
+    assert practice.cli("status") == 1
     assert "DEGRADED" in capsys.readouterr().out
     # the previous snapshot stands: a later real cancellation of a held event is still seen
     practice.calendar([team(), *events[:-1]])
-    practice.once(local(2026, 11, 4, 8))
+    assert practice.once(local(2026, 11, 4, 8)) == 0
     assert [s["session_start"][:10] for s in practice.status(capsys)] == ["2026-11-25", "2026-11-25"]
 
 
-def test_empty_calendar_infers_nothing(practice, capsys):
+def test_empty_calendar_infers_nothing_and_exits_1(practice, capsys):
     practice.calendar([team(), *ten_sessions()])
-    practice.once(local(2026, 11, 2, 8))
+    assert practice.once(local(2026, 11, 2, 8)) == 0
     practice.calendar([])
-    practice.once(local(2026, 11, 3, 8))
+    capsys.readouterr()
+    assert practice.once(local(2026, 11, 3, 8)) == 1
+    assert "calendar 'main': DEGRADED: the feed came back with no events" in capsys.readouterr().err
     assert practice.status(capsys) == []
 
 
-@pytest.mark.parametrize("body", ["", "<html><body>Please sign in</body></html>", "BEGIN:VCALENDAR\r\nBEGIN:VEV"])
+def test_a_real_cancellation_in_the_same_poll_is_followed_up(practice, capsys):
+    """The positive twin of the cases above: the same feed losing one session is a cancellation."""
+    rosa = Ev("rosa", local(2026, 11, 25, 10), local(2026, 11, 25, 10, 50), "Rosa Lind")
+    practice.calendar([team(), *ten_sessions(), rosa])
+    assert practice.once(local(2026, 11, 2, 8)) == 0
+    practice.calendar([team(), *ten_sessions()])
+    assert practice.once(local(2026, 11, 3, 8)) == 0
+    assert [(s["client"], s["trigger"], s["session_start"][:10]) for s in practice.status(capsys)] == [
+        ("Rosa Lind", "cancelled", "2026-11-25"), ("Rosa Lind", "cancelled", "2026-11-25")]
+
+
+BROKEN = {"empty": "", "html": "<html><body>Please sign in</body></html>",
+          "truncated": "BEGIN:VCALENDAR\r\nBEGIN:VEV"}
+
+
+@pytest.mark.parametrize("body", BROKEN.values(), ids=BROKEN.keys())
 def test_broken_file_infers_nothing_and_exits_1(practice, capsys, body):
+    practice.calendar([team(), *ten_sessions()])
+    assert practice.once(local(2026, 11, 2, 8)) == 0
+    (practice.root / "practice.ics").write_text(body)
+    capsys.readouterr()
+    assert practice.once(local(2026, 11, 3, 8)) == 1
+    err = capsys.readouterr().err
+    assert "calendar 'main'" in err and "Traceback" not in err
+    assert practice.status(capsys) == []
+
+
+TRUNCATED_BUG = ("bug (connectors/calendars/ics.py): a file without END:VCALENDAR parses as an empty "
+                 "calendar; the breaker holds it as 'no events' instead of a named error for practice.ics")
+
+
+@pytest.mark.parametrize("body", [pytest.param(b, id=k, marks=[pytest.mark.xfail(strict=True, reason=TRUNCATED_BUG)]
+                                               if k == "truncated" else []) for k, b in BROKEN.items()])
+def test_broken_file_is_named_in_the_error(practice, capsys, body):
     practice.calendar([team(), *ten_sessions()])
     practice.once(local(2026, 11, 2, 8))
     (practice.root / "practice.ics").write_text(body)
     capsys.readouterr()
-    code = practice.once(local(2026, 11, 3, 8))
-    err = capsys.readouterr().err
-    assert practice.status(capsys) == []
-    if code:
-        assert code == 1 and "practice.ics" in err and "main" in err and "Traceback" not in err
+    practice.once(local(2026, 11, 3, 8))
+    assert f"calendar 'main' ({practice.root / 'practice.ics'}): " in capsys.readouterr().err
 
 
 def test_a_series_edit_is_never_held_back(practice, capsys):
@@ -142,33 +175,16 @@ def test_html_login_page_is_not_a_calendar():
             _source(url).fetch(WINDOW, {})
 
 
-CORPUS_FILES = sorted(CORPUS.glob("*/*.ics")) if CORPUS.is_dir() else []
-
-
-@pytest.mark.skipif(not CORPUS_FILES, reason="../shared/corpus not present in this checkout")
-@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_corpus_file_parses_or_fails_clearly(path):
-    ctx = SourceContext(path.parent, ZoneInfo("America/New_York"), FixedClock(local(2026, 11, 2)),
-                        lambda n: "", path.parent)
-    src = IcsSource("corpus", str(path), None, ctx)
-    for start in (datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2026, 10, 1, tzinfo=timezone.utc)):
-        try:
-            result = src.fetch(Window(start, start + timedelta(days=150)), {})
-            assert isinstance(result.occurrences, list)
-        except SourceError as exc:
-            assert path.name in str(exc) and "corpus" in str(exc)
-
-
 def test_a_held_feed_that_stays_the_same_is_accepted_without_inferring(practice, capsys):
     events = ten_sessions()
     practice.calendar([team(), *events])
     practice.once(local(2026, 11, 2, 8))
     practice.calendar([team(), *events[:2]])
-    practice.once(local(2026, 11, 3, 8))
-    practice.once(local(2026, 11, 3, 20))                    # still held: less than 24 h
+    assert practice.once(local(2026, 11, 3, 8)) == 1
+    assert practice.once(local(2026, 11, 3, 20)) == 1        # still held: less than 24 h
     capsys.readouterr()
     assert practice.cli("status") == 1
-    practice.once(local(2026, 11, 4, 9))                     # same feed for 25 h: the new normal
+    assert practice.once(local(2026, 11, 4, 9)) == 0         # same feed for 25 h: the new normal
     assert practice.status(capsys) == []
     capsys.readouterr()
     assert practice.cli("status") == 0
