@@ -85,12 +85,16 @@ MAX_CONST = 500          # characters of one string literal
 MAX_INT = 10_000         # magnitude of an integer literal (widths, lengths)
 MAX_SECONDS = 1.0        # render deadline, checked cooperatively
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_DEADLINE: ContextVar[float] = ContextVar("template_deadline", default=float("inf"))
+RenderClock = Callable[[], float]
+# (clock, deadline on that clock, budget) of the render in progress
+_DEADLINE: ContextVar[tuple[RenderClock, float, float]] = ContextVar(
+    "template_deadline", default=(time.monotonic, float("inf"), MAX_SECONDS))
 
 
 def _tick() -> None:
-    if time.monotonic() > _DEADLINE.get():
-        raise SecurityError(f"the template took longer than {MAX_SECONDS:g} s to render")
+    clock, deadline, budget = _DEADLINE.get()
+    if clock() > deadline:
+        raise SecurityError(f"the template took longer than {budget:g} s to render")
 
 
 def _bounded(value: Any) -> Any:
@@ -140,9 +144,17 @@ def _guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class SandboxEnv(ImmutableSandboxedEnvironment):
-    """The sandbox with our allowlists; arithmetic is refused at run time too."""
+    """The sandbox with our allowlists; arithmetic is refused at run time too.
+
+    ``render_clock``/``render_budget``: the deadline of one render (a test passes its own clock)."""
 
     intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+
+    def __init__(self, *args: Any, render_clock: RenderClock = time.monotonic,
+                 render_budget: float = MAX_SECONDS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.render_clock = render_clock
+        self.render_budget = render_budget
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         raise SecurityError(f"arithmetic ('{operator_}') is not allowed in templates")
@@ -170,9 +182,11 @@ class SandboxEnv(ImmutableSandboxedEnvironment):
         return _bounded(__obj())
 
 
-def environment() -> SandboxEnv:
-    """The one sandbox every template renders in: no globals, allowlisted filters and tests."""
-    env = SandboxEnv(undefined=StrictUndefined, autoescape=False, trim_blocks=True, keep_trailing_newline=False)
+def environment(*, clock: RenderClock = time.monotonic, budget: float = MAX_SECONDS) -> SandboxEnv:
+    """The one sandbox every template renders in: no globals, allowlisted filters and tests.
+    A render may take ``budget`` seconds on ``clock`` (production: MAX_SECONDS, monotonic time)."""
+    env = SandboxEnv(undefined=StrictUndefined, autoescape=False, trim_blocks=True, keep_trailing_newline=False,
+                     render_clock=clock, render_budget=budget)
     env.globals.clear()
     env.filters = {name: _guard(name, f) for name, f in env.filters.items() if name in FILTERS}
     env.tests = {name: t for name, t in env.tests.items() if name in TESTS}
@@ -262,7 +276,8 @@ def _const_problem(value: Any) -> str | None:
 
 def sandboxed_render(env: SandboxEnv, source: str, filename: str, context: dict[str, str]) -> str:
     """The run-time layer alone (the tests prove it holds without ``check_source``)."""
-    token = _DEADLINE.set(time.monotonic() + MAX_SECONDS)
+    clock, budget = env.render_clock, env.render_budget
+    token = _DEADLINE.set((clock, clock() + budget, budget))
     try:
         out: list[str] = []
         size = 0
