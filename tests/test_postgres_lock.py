@@ -26,9 +26,12 @@ def test_stores_sharing_a_server_do_not_share_the_lock(pg_schema):
     url = pg_schema.replace("postgresql://", "postgresql+psycopg://", 1)
     engine = sa.create_engine(url)
     a, b = AdvisoryLock(engine, url), AdvisoryLock(engine, url + "&application_name=other")
+    a_again = AdvisoryLock(engine, url)
     try:
-        assert a.acquire() and b.acquire()
+        assert a.acquire() is True and b.acquire() is True
+        assert a_again.acquire() is False       # the locks are real: a's store is still taken
     finally:
         a.release()
         b.release()
+        a_again.release()
         engine.dispose()

@@ -2,7 +2,10 @@
 
 Everything runs on a small practice written to tmp_path (an ICS file, a CSV
 directory, SQLite, an outbox folder), against the real engine and APScheduler.
-Waiting is only ever for a datagram or a process, each with a timeout.
+The engine's clock is fixed (``T0``); what cannot be, the scheduler's timers,
+the notify loop's tick and signals to a real process, runs on real time, and
+those tests carry ``@pytest.mark.real_timers``.  Waiting is only ever for a
+datagram, a thread or a process, each with a timeout.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from pathlib import Path
 import pytest
 
 from daemon import config as config_module
-from daemon.clock import SystemClock
+from daemon.clock import FixedClock
 from daemon.errors import ConfigError, InstanceLocked
 from daemon.service import Service, run_service
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = 0.05
+T0 = datetime(2026, 11, 2, 13, 0, tzinfo=timezone.utc)      # the engine's "now" in every in-process test
 Fields = dict[str, str]
 
 
@@ -81,7 +85,7 @@ backend = "therapist-email"
 def write_practice(folder: Path, poll_every: str = "2 minutes") -> Path:
     """A runnable practice in ``folder``; returns the config path."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "practice.ics").write_text(_ics(datetime.now(timezone.utc)), encoding="utf-8")
+    (folder / "practice.ics").write_text(_ics(T0), encoding="utf-8")
     (folder / "clients.csv").write_text(
         "name,aliases,email,phone,preferred_channel,do_not_contact\n"
         "Client One,,c1@example.org,+12025550101,,\n", encoding="utf-8")
@@ -177,7 +181,7 @@ class Running:
 
 @pytest.fixture
 def running(config_path: Path, notes: Notifications) -> Iterator[Running]:
-    run = Running(Service(config_path, tick=TICK))
+    run = Running(Service(config_path, clock=FixedClock(T0), tick=TICK))
     run.thread.start()
     yield run
     if run.thread.is_alive():
@@ -185,6 +189,7 @@ def running(config_path: Path, notes: Notifications) -> Iterator[Running]:
 
 
 # -- READY, WATCHDOG, STATUS, STOPPING ------------------------------------------------
+@pytest.mark.real_timers
 def test_ready_then_watchdog_with_status_then_stopping(running: Running,
                                                        notes: Notifications) -> None:
     first = notes.wait_for(ready)
@@ -197,6 +202,7 @@ def test_ready_then_watchdog_with_status_then_stopping(running: Running,
     assert running.service.engine is None and running.service.scheduler is None
 
 
+@pytest.mark.real_timers
 def test_run_service_returns_0_when_stopped(config_path: Path, notes: Notifications) -> None:
     stop = threading.Event()
     result: list[int] = []
@@ -209,14 +215,16 @@ def test_run_service_returns_0_when_stopped(config_path: Path, notes: Notificati
     assert result == [0]
 
 
+@pytest.mark.real_timers
 def test_jobs_are_in_memory_timers_only(config_path: Path, notes: Notifications) -> None:
-    service = Service(config_path, tick=TICK)
+    service = Service(config_path, clock=FixedClock(T0), tick=TICK)
     service.start()
     try:
         assert service.scheduler is not None
         jobs = {job.id: job for job in service.scheduler.get_jobs()}
         assert {"poll:main", "dispatch"} <= set(jobs)
-        assert ("digest" in jobs) == hasattr(service.engine, "send_digest")
+        assert str(jobs["digest"].trigger) == "cron[hour='7', minute='30']"      # [digest] at = "07:30"
+        assert str(jobs["digest"].trigger.timezone) == "America/New_York"
         for job in jobs.values():
             assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, None)
         assert jobs["poll:main"].trigger.interval == timedelta(minutes=2)
@@ -227,11 +235,27 @@ def test_jobs_are_in_memory_timers_only(config_path: Path, notes: Notifications)
         service.stop()
 
 
+@pytest.mark.real_timers
+def test_a_disabled_digest_has_no_job(config_path: Path, notes: Notifications) -> None:
+    text = config_path.read_text(encoding="utf-8")
+    assert '[digest]\nat = "07:30"\n' in text
+    config_path.write_text(text.replace('[digest]\nat = "07:30"\n', '[digest]\nenabled = false\n'),
+                           encoding="utf-8")
+    service = Service(config_path, clock=FixedClock(T0), tick=TICK)
+    service.start()
+    try:
+        assert service.scheduler is not None
+        assert sorted(job.id for job in service.scheduler.get_jobs()) == ["dispatch", "poll:main"]
+    finally:
+        service.stop()
+
+
 # -- reload ----------------------------------------------------------------------------
+@pytest.mark.real_timers
 def test_reload_with_broken_config_keeps_the_running_one(config_path: Path,
                                                           notes: Notifications,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    service = Service(config_path, tick=TICK)
+    service = Service(config_path, clock=FixedClock(T0), tick=TICK)
     service.start()
     try:
         engine, scheduler = service.engine, service.scheduler
@@ -250,9 +274,10 @@ def test_reload_with_broken_config_keeps_the_running_one(config_path: Path,
         service.stop()
 
 
+@pytest.mark.real_timers
 def test_reload_with_good_config_rebuilds_engine_and_jobs(config_path: Path,
                                                            notes: Notifications) -> None:
-    service = Service(config_path, tick=TICK)
+    service = Service(config_path, clock=FixedClock(T0), tick=TICK)
     service.start()
     try:
         engine = service.engine
@@ -268,10 +293,11 @@ def test_reload_with_good_config_rebuilds_engine_and_jobs(config_path: Path,
         service.stop()
 
 
+@pytest.mark.real_timers
 def test_reload_whose_engine_cannot_start_is_rejected(config_path: Path, notes: Notifications,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     """A config that parses but names a missing client directory: the old one runs on."""
-    service = Service(config_path, tick=TICK)
+    service = Service(config_path, clock=FixedClock(T0), tick=TICK)
     service.start()
     try:
         text = config_path.read_text(encoding="utf-8")
@@ -287,6 +313,7 @@ def test_reload_whose_engine_cannot_start_is_rejected(config_path: Path, notes: 
         service.stop()
 
 
+@pytest.mark.real_timers
 def test_sighup_path_through_the_loop(running: Running, notes: Notifications,
                                       config_path: Path) -> None:
     notes.wait_for(ready)
@@ -301,8 +328,9 @@ def test_sighup_path_through_the_loop(running: Running, notes: Notifications,
 
 
 # -- health and failures -----------------------------------------------------------------
+@pytest.mark.real_timers
 def test_stuck_job_withholds_the_watchdog(config_path: Path, notes: Notifications) -> None:
-    service = Service(config_path, tick=TICK, stuck_after=0.0)
+    service = Service(config_path, clock=FixedClock(T0), tick=TICK, stuck_after=0.0)
     service.start()
     release, started = threading.Event(), threading.Event()
 
@@ -323,7 +351,7 @@ def test_stuck_job_withholds_the_watchdog(config_path: Path, notes: Notification
 
 def test_a_failing_job_logs_no_exception_text(config_path: Path, notes: Notifications,
                                               caplog: pytest.LogCaptureFixture) -> None:
-    service = Service(config_path, tick=TICK, debug=True)
+    service = Service(config_path, clock=FixedClock(T0), tick=TICK, debug=True)
 
     def leaky() -> None:
         raise ValueError("CANARY-Client-Name c1@example.org")
@@ -347,15 +375,16 @@ def test_second_engine_on_the_same_store_is_refused(config_path: Path) -> None:
     from daemon.engine import Engine
 
     config = config_module.load(config_path)
-    first = Engine(config, clock=SystemClock())
+    first = Engine(config, clock=FixedClock(T0))
     try:
         with pytest.raises(InstanceLocked):
-            Engine(config_module.load(config_path), clock=SystemClock())
+            Engine(config_module.load(config_path), clock=FixedClock(T0))
     finally:
         first.close()
-    Engine(config, clock=SystemClock()).close()  # released on close
+    Engine(config, clock=FixedClock(T0)).close()  # released on close
 
 
+@pytest.mark.real_timers
 def test_second_service_on_the_same_store_is_refused(running: Running, notes: Notifications,
                                                      config_path: Path) -> None:
     notes.wait_for(ready)
@@ -377,6 +406,7 @@ def _start(config_path: Path, notes: Notifications) -> subprocess.Popen[bytes]:
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.real_timers
 def test_real_process_ready_then_sigterm_exits_0(config_path: Path, notes: Notifications) -> None:
     proc = _start(config_path, notes)
     try:
@@ -390,6 +420,7 @@ def test_real_process_ready_then_sigterm_exits_0(config_path: Path, notes: Notif
             proc.wait()
 
 
+@pytest.mark.real_timers
 def test_real_process_sighup_with_broken_config_keeps_running(config_path: Path,
                                                               notes: Notifications) -> None:
     proc = _start(config_path, notes)
@@ -408,6 +439,7 @@ def test_real_process_sighup_with_broken_config_keeps_running(config_path: Path,
             proc.wait()
 
 
+@pytest.mark.real_timers
 def test_real_process_second_instance_exits_2(running: Running, notes: Notifications,
                                               config_path: Path) -> None:
     notes.wait_for(ready)

@@ -46,6 +46,7 @@ def gate():
         handler.release.set()
 
 
+@pytest.mark.real_timers
 def test_stop_during_send_leaves_no_half_written_step(tmp_path, gate, monkeypatch, capsys):
     port, handler = gate
     monkeypatch.setattr(service_mod, "FIRST_DISPATCH_DELAY", service_mod.timedelta(0))
