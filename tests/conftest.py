@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.cli import main
+from tests import canary
 from tests.ics import Ev, write
 
 NY = ZoneInfo("America/New_York")
@@ -87,10 +87,11 @@ class Practice:
         return self.cli("once", "--now", now.isoformat(), *extra)
 
     def status(self, capsys: Any, now: datetime | None = None) -> list[dict[str, Any]]:
+        """The follow-ups as ``status --json`` lists them (client data by design: not canary-checked)."""
         capsys.readouterr()
         args = ["status", "--json"] + (["--now", now.isoformat()] if now else [])
         assert self.cli(*args) == 0
-        return json.loads(capsys.readouterr().out)
+        return json.loads(canary.read_client_data(capsys).out)
 
     def mails(self) -> list[str]:
         if not self.outbox.exists():
@@ -150,43 +151,41 @@ def practice(request: pytest.FixtureRequest, tmp_path: Path) -> Practice:
     return make_practice(tmp_path / "practice", store=f'url = "{url}"')
 
 
-logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd chatter after a test's stream closed
-
-# Every test runs our loggers at DEBUG and fails if a record names a client of the
-# directory below (or the canary clients of other tests): privacy is checked suite-wide.
-CANARY = re.compile(r"\b(Jane|Doe|Janie|Omar|Haddad|Rosa|Lind|Chris Park|Mia Stone|Zephyrine|Quillfeather|"
-                    r"Jordan|Avery|Priya|Natarajan|Okafor|Sammy|jordan\.avery|priya\.n|sam\.okafor|"
-                    r"jane\.doe|omar\.h|rosa\.lind|chris\.park|c\.park|zq\.canary)\b"
-                    r"|555\W?010\W?0?2\d\d|555010\d{4}")
+for _server in ("mail.log", "radicale"):        # the loopback test servers' chatter (even under --debug)
+    logging.getLogger(_server).setLevel(logging.WARNING)
 
 
-class _CanaryHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.hits: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if record.exc_info:
-            text += logging.Formatter().formatException(record.exc_info)
-        match = CANARY.search(text)
-        if match:
-            self.hits.append(f"{record.name}: {match.group(0)!r} in {text[:200]!r}")
+@pytest.fixture
+def capsys(capsys: pytest.CaptureFixture[str]) -> canary.CheckedCapture:
+    """pytest's capsys, with everything read through it checked by the privacy canary."""
+    return canary.CheckedCapture(capsys)
 
 
 @pytest.fixture(autouse=True)
-def _no_client_data_in_logs() -> Any:
-    handler = _CanaryHandler()
-    loggers = [logging.getLogger(name) for name in ("daemon", "connectors", "welcomeback")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    yield
-    for lg, level in zip(loggers, levels):
-        lg.removeHandler(handler)
-        lg.setLevel(level)
-    assert not handler.hits, "client data in logs:\n" + "\n".join(handler.hits)
+def _no_client_data_in_logs_or_output(request: pytest.FixtureRequest, capsys: canary.CheckedCapture) -> Any:
+    """Privacy, suite-wide (tests/canary.py): every log record of any logger, at the levels
+    ``--debug`` runs them, and everything the test printed, must name none of the canary
+    people.  A test marked ``shows_client_data`` (a command whose purpose is to show the
+    therapist client data on their own terminal) has only its printed output exempt."""
+    watch = canary.LogWatch()
+    watch.start()
+    try:
+        yield
+    finally:
+        leaks = watch.stop()
+        _drop_cli_log_handlers()
+    if request.node.get_closest_marker("shows_client_data") is None:
+        leaks += capsys.leaks()
+    assert not leaks, "client data in logs or output:\n" + "\n".join(leaks)
+
+
+def _drop_cli_log_handlers() -> None:
+    """The stderr handlers ``welcomeback`` installed on the root logger, bound to this test's
+    captured stream: a later test must not write into a closed one."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
 
 
 @pytest.fixture(autouse=True)

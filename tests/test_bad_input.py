@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import local
 from tests.ics import Ev, write
 from tests.stories import team
@@ -16,6 +18,7 @@ def _marked(practice, title="Jane Doe"):
     practice.once(local(2026, 11, 3, 11))
 
 
+@pytest.mark.shows_client_data
 def test_broken_template_holds_the_step_until_fixed(practice, capsys):
     _marked(practice)
     folder = practice.root / "templates"

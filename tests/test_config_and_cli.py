@@ -5,8 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from daemon import config as config_mod
 from daemon.cli import main
+from tests import canary
 from tests.conftest import ROOT, make_practice
 
 BROKEN = """
@@ -112,6 +115,7 @@ def test_template_with_unknown_variable_fails_check_with_file_and_line(practice,
     assert "email_followup.txt:4" in err and "diagnosis" in err
 
 
+@pytest.mark.shows_client_data
 def test_preview_prints_exactly_what_would_be_sent(practice, capsys):
     assert practice.cli("preview", "email_followup", "--client", "Jane Doe") == 0
     out = capsys.readouterr().out
@@ -127,3 +131,4 @@ def test_no_traceback_without_debug_even_on_a_runtime_error(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert run.returncode == 1
     assert "Traceback" not in run.stderr and "--debug" in run.stderr
+    canary.assert_no_client_data(run.stdout + run.stderr, "welcomeback once")

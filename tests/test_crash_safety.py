@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import canary
 from tests.conftest import ROOT, local, make_practice
 from tests.fakes.smtp import PAUSE_AT, PAUSE_SIGNAL, PauseAt, serve, use_smtp
 from tests.ics import Ev
@@ -134,7 +135,9 @@ def test_sigkill_during_dispatch_never_duplicates_or_loses(tmp_path, smtp_server
     assert landed >= MIN_MID_DISPATCH, f"only {landed} of {KILLS} kills landed mid-dispatch"
     monkeypatch.delenv(PAUSE_AT)
     final = _once(p)
-    assert final.wait(timeout=60) == 0, final.stderr.read() if final.stderr else ""
+    assert final.wait(timeout=60) == 0
+    assert final.stderr is not None
+    canary.assert_no_client_data(final.stderr.read().decode(), "welcomeback once")
     steps = {s["id"]: s["state"] for s in p.status(capsys) if s["step"] == 1}
     assert len(steps) == N_CLIENTS
     assert {k for k, v in steps.items() if v == "uncertain"} == in_flight      # never resent

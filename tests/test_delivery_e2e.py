@@ -61,6 +61,7 @@ def test_stop_reply_opts_out_of_sms_but_not_email(providers, capsys):
     assert len(twilio.requests) == 1 and len(sendgrid.requests) == 1
 
 
+@pytest.mark.shows_client_data
 def test_rejected_email_fails_once_and_is_reported(providers, capsys):
     p, twilio, sendgrid = providers
     sendgrid.script(error(400, "The to email does not contain a valid address.", "personalizations.0.to"))

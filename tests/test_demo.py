@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from daemon.cli import main
 
 
+@pytest.mark.shows_client_data
 def test_demo_story(tmp_path, capsys):
     assert main(["demo", "--outbox", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from tests.conftest import local
 from tests.ics import Ev
 from tests.stories import jane_no_show, team
@@ -17,6 +19,7 @@ def _no_show_story(practice):
     practice.once(local(2026, 11, 10, 10, 5))
 
 
+@pytest.mark.shows_client_data
 def test_history_lists_each_missed_session_and_attempt(practice, capsys):
     _no_show_story(practice)
     capsys.readouterr()
@@ -50,6 +53,7 @@ def test_optout_stops_and_never_starts_again(practice, capsys):
     assert {s["reason"] for s in practice.status(capsys)} == {"opted_out"}
 
 
+@pytest.mark.shows_client_data
 def test_unknown_client_is_a_clear_error(practice, capsys):
     assert practice.cli("reached", "Nobody Here") == 2
     assert "Nobody Here" in capsys.readouterr().err

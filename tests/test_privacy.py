@@ -10,6 +10,7 @@ from email import message_from_bytes
 
 import pytest
 
+from tests import canary
 from tests.conftest import ROOT, local, make_practice
 from tests.fakes.smtp import serve, use_smtp
 from tests.ics import Ev
@@ -71,15 +72,16 @@ def test_no_canary_in_logs_or_output(tmp_path, smtp):
     once(local(2026, 11, 6, 9))
     once(local(2026, 11, 10, 10, 5))                    # the email is refused by the server, echoing the client
     (p.root / "practice.ics").write_text("<html>Sign in CANARY-Dx</html>")
-    once(local(2026, 11, 11, 9))
-    once(local(2026, 11, 11, 9), "--dry-run")
+    assert once(local(2026, 11, 11, 9)).returncode == 1               # the calendar cannot be read
+    assert once(local(2026, 11, 11, 9), "--dry-run").returncode == 1
     run = subprocess.run([sys.executable, "-m", "daemon.cli", "--debug", "--config", str(p.config), "check"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     outputs.append(run.stdout + run.stderr)
     joined = "\n".join(outputs)
     assert "DEBUG" in joined                                           # the run really was at debug level
-    for canary in CANARIES:
-        assert canary not in joined, f"canary {canary!r} leaked:\n{joined}"
+    canary.assert_no_client_data(joined, "welcomeback --debug")        # the suite-wide matcher, too
+    for marker in CANARIES:
+        assert marker not in joined, f"canary {marker!r} leaked:\n{joined}"
     assert handler.bodies, "the call task should have reached the server"
     for body in handler.bodies:
         text = message_from_bytes(body).as_string()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 
 from tests.conftest import local
 from tests.ics import Ev
@@ -213,15 +214,16 @@ def test_reached_from_the_cli_stops_the_sequence(practice, capsys):
 
 
 def test_declined_attendee_is_a_cancellation_and_attendee_email_identifies(practice, capsys):
+    """Neither the title nor the attendee's display name names anyone: only the address can."""
     session = Ev("a1", local(2026, 11, 12, 11), local(2026, 11, 12, 11, 50), "Session",
-                 attendees=[(OMAR, "Omar Haddad", "ACCEPTED"), (THERAPIST, "Ana Ruiz", "ACCEPTED")])
+                 attendees=[(OMAR, "Guest", "ACCEPTED"), (THERAPIST, "Ana Ruiz", "ACCEPTED")])
     practice.calendar([team(), session])
     practice.once(local(2026, 11, 2, 8))
-    session.attendees = [(OMAR, "Omar Haddad", "DECLINED"), (THERAPIST, "Ana Ruiz", "ACCEPTED")]
+    session.attendees = [(OMAR, "Guest", "DECLINED"), (THERAPIST, "Ana Ruiz", "ACCEPTED")]
     practice.calendar([team(), session])
     practice.once(local(2026, 11, 4, 8))
     steps = practice.status(capsys)
-    assert [s["trigger"] for s in steps] == ["cancelled", "cancelled"]
+    assert [(s["client"], s["trigger"]) for s in steps] == [("Omar Haddad", "cancelled")] * 2
 
 
 def test_therapists_own_address_is_never_followed_up(practice, capsys):
@@ -299,6 +301,7 @@ def test_a_missed_session_is_followed_up_once_even_if_later_deleted(practice, ca
     assert session.summary.endswith("no-show")
 
 
+@pytest.mark.shows_client_data
 def test_runaway_guard_caps_client_messages_per_hour(practice, capsys):
     cfg = practice.config.read_text().replace("[channels.email]", "[cadence]\nmax_messages_per_hour = 1\n\n[channels.email]")
     practice.config.write_text(cfg)

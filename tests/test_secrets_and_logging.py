@@ -79,24 +79,6 @@ def test_status_exits_nonzero_when_attention_is_needed(practice, capsys):
     assert practice.cli("status", "--json") == 0
 
 
-def test_the_suite_wide_log_canary_catches_client_data():
-    """The autouse check in conftest must be able to fail: it sees names, addresses and numbers."""
-    from tests.conftest import _CanaryHandler
-
-    handler = _CanaryHandler()
-    log = logging.getLogger("canary-self-test")
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
-    try:
-        log.debug("step %s", "s1-1")
-        assert handler.hits == []
-        for leak in ("Jane Doe", "omar.h@example.org", "+15550100201", "+1 555 010 0203"):
-            log.debug("sending to %s", leak)
-        assert len(handler.hits) == 4
-    finally:
-        log.removeHandler(handler)
-
-
 def test_check_warns_about_files_others_can_read(tmp_path, capsys):
     from tests.conftest import make_practice
 

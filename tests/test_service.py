@@ -30,6 +30,7 @@ from daemon import config as config_module
 from daemon.clock import FixedClock
 from daemon.errors import ConfigError, InstanceLocked
 from daemon.service import Service, run_service
+from tests import canary
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = 0.05
@@ -412,7 +413,9 @@ def test_real_process_ready_then_sigterm_exits_0(config_path: Path, notes: Notif
     try:
         notes.wait_for(ready, timeout=20)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0, proc.stderr.read().decode() if proc.stderr else ""
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err.decode()
+        canary.assert_no_client_data((out + err).decode(), "welcomeback run")
         notes.wait_for(lambda f: f.get("STOPPING") == "1", timeout=5)
     finally:
         if proc.poll() is None:
@@ -432,7 +435,9 @@ def test_real_process_sighup_with_broken_config_keeps_running(config_path: Path,
         notes.wait_for(lambda f: ready(f) and "reload rejected" in f["STATUS"], timeout=10)
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err.decode()
+        canary.assert_no_client_data((out + err).decode(), "welcomeback run")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -449,3 +454,4 @@ def test_real_process_second_instance_exits_2(running: Running, notes: Notificat
                           cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert "another welcomeback process" in done.stderr
+    canary.assert_no_client_data(done.stdout + done.stderr, "welcomeback run")

@@ -15,8 +15,10 @@ from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 
 from daemon.cli import main
+from tests import canary
 from tests.conftest import CLIENTS, NY, local
 from tests.fakes.google_calendar import FakeGoogleCalendar, instance_id, when
 from tests.fakes.radicale_server import RadicaleServer
@@ -137,7 +139,9 @@ class IcsAdapter(IcalAdapter):
 
     def corrupt(self, uid: str) -> None:
         old, new = self.damage_start(uid)
-        self.path.write_bytes(self.path.read_bytes().replace(old, new))
+        data = self.path.read_bytes()
+        assert data.count(old) == 1, f"{old!r} is not in the calendar file"      # the edit must take
+        self.path.write_bytes(data.replace(old, new))
 
 
 class CaldavAdapter(IcalAdapter):
@@ -163,7 +167,12 @@ class CaldavAdapter(IcalAdapter):
 
     def corrupt(self, uid: str) -> None:
         """The server hands the object out damaged (Radicale itself would refuse it on PUT)."""
-        self.dav.rewrites.append(self.damage_start(uid))
+        old, new = self.damage_start(uid)
+        href = f"{self.url}{uid}.ics"
+        assert old in requests.get(href, auth=self.dav.auth, timeout=10).content
+        self.dav.rewrites.append((old, new))
+        served = requests.get(href, auth=self.dav.auth, timeout=10).content
+        assert new in served and old not in served                               # the edit took
 
 
 class GoogleAdapter:
@@ -235,7 +244,7 @@ class Practice:
     def status(self) -> list[dict[str, Any]]:
         self.capsys.readouterr()
         assert main(["--config", str(self.root / "config.toml"), "status", "--json"]) == 0
-        return json.loads(self.capsys.readouterr().out)
+        return json.loads(canary.read_client_data(self.capsys).out)
 
 
 @pytest.fixture(params=["ics", "google", "caldav"])
@@ -341,9 +350,18 @@ def test_declined_attendee_is_one_cancellation(practice: Practice) -> None:
     assert follow_ups(practice.status()) == [("cancelled", "2026-11-12T20:00Z", 2)]
 
 
-def test_event_with_an_unreadable_start_is_not_a_cancellation(practice: Practice, request: Any) -> None:
-    practice.cal.add_session("omar", local(2026, 11, 12, 15), local(2026, 11, 12, 15, 50), "Omar Haddad")
+def test_event_with_an_unreadable_start_is_not_a_cancellation(practice: Practice) -> None:
+    practice.cal.add_session("u7", local(2026, 11, 12, 15), local(2026, 11, 12, 15, 50), "Omar Haddad")
     practice.once(T0)
-    practice.cal.corrupt("omar")
+    practice.cal.corrupt("u7")                             # asserts the damage is really served
     practice.once(local(2026, 11, 3, 9))                   # a new day: every backend reads everything
     assert practice.status() == []
+
+
+def test_the_same_event_deleted_instead_is_a_cancellation(practice: Practice) -> None:
+    """The positive twin of the unreadable start: same event, same polls, the event really gone."""
+    practice.cal.add_session("u7", local(2026, 11, 12, 15), local(2026, 11, 12, 15, 50), "Omar Haddad")
+    practice.once(T0)
+    practice.cal.delete_event("u7")
+    practice.once(local(2026, 11, 3, 9))
+    assert follow_ups(practice.status()) == [("cancelled", "2026-11-12T20:00Z", 2)]

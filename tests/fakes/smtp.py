@@ -69,10 +69,10 @@ class PauseAt:
         if not at or self.received != int(at):
             return
         self._release.clear()
-        self.held.set()
         signal_file = os.environ.get(PAUSE_SIGNAL)
         if signal_file:
             Path(signal_file).touch()
+        self.held.set()
         await asyncio.get_running_loop().run_in_executor(None, self._release.wait, self.limit)
 
     def release(self) -> None:
