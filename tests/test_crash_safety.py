@@ -11,7 +11,6 @@ exactly once; the ones in flight at a kill are ``uncertain`` (never resent), all
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import signal
@@ -76,10 +75,9 @@ def _events(marked: bool) -> list[Ev]:
                f"Client{i} Test" + (" no-show" if marked else "")) for i in range(N_CLIENTS)]
 
 
-def _once(p) -> subprocess.Popen:
+def _once(p, stderr: int = subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(p.config), "once",
-                             "--now", DUE.isoformat()], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                             "--now", DUE.isoformat()], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def _first_steps(db: Path) -> dict[str, str]:
@@ -134,10 +132,10 @@ def test_sigkill_during_dispatch_never_duplicates_or_loses(tmp_path, smtp_server
         in_flight |= killed
     assert landed >= MIN_MID_DISPATCH, f"only {landed} of {KILLS} kills landed mid-dispatch"
     monkeypatch.delenv(PAUSE_AT)
-    final = _once(p)
-    assert final.wait(timeout=60) == 0
-    assert final.stderr is not None
-    canary.assert_no_client_data(final.stderr.read().decode(), "welcomeback once")
+    final = _once(p, stderr=subprocess.PIPE)
+    _, err = final.communicate(timeout=60)
+    assert final.returncode == 0, err.decode()
+    canary.assert_no_client_data(err.decode(), "welcomeback once")
     steps = {s["id"]: s["state"] for s in p.status(capsys) if s["step"] == 1}
     assert len(steps) == N_CLIENTS
     assert {k for k, v in steps.items() if v == "uncertain"} == in_flight      # never resent

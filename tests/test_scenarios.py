@@ -281,6 +281,7 @@ def test_organizer_listed_as_attendee_is_not_taken_for_the_client(practice, caps
     practice.calendar([team(), session])
     text = (practice.root / "practice.ics").read_text().replace(
         "UID:a1\n", "UID:a1\nORGANIZER;CN=Ana:mailto:ana.ruiz@gmail.example\n")
+    assert "ORGANIZER;CN=Ana" in text                      # the edit found its target
     (practice.root / "practice.ics").write_text(text)
     practice.once(local(2026, 11, 2, 8))
     (practice.root / "practice.ics").write_text(text.replace("PARTSTAT=ACCEPTED:mailto:omar", "PARTSTAT=DECLINED:mailto:omar"))

@@ -69,10 +69,10 @@ def test_status_exits_nonzero_when_attention_is_needed(practice, capsys):
     events = [Ev(f"e{i}", local(2026, 11, 10 + i, 10), local(2026, 11, 10 + i, 10, 50), "Jane Doe")
               for i in range(6)]
     practice.calendar([team(), *events])
-    practice.once(local(2026, 11, 2, 8))
+    assert practice.once(local(2026, 11, 2, 8)) == 0
     assert practice.cli("status") == 0
     (practice.root / "practice.ics").write_text("<html>gone</html>")
-    practice.once(local(2026, 11, 3, 8))
+    assert practice.once(local(2026, 11, 3, 8)) == 1
     capsys.readouterr()
     assert practice.cli("status") == 1
     assert "DEGRADED" in capsys.readouterr().out
