@@ -127,12 +127,19 @@ def classify(occ: Occurrence, ctx: Context) -> Classified | None:
     no_show = bool(_matches(rules.no_show_markers, text)) or (
         occ.color is not None and occ.color in rules.no_show_colors)
     reached = bool(_matches(rules.reached_markers, occ.summary + " " + occ.description))
-    declined = client is not None and any(
-        a.email.lower() == client.email.lower() and a.partstat == "DECLINED"
-        for a in occ.attendees if client.email)
+    declined = _declined(occ, client, ctx.therapist_email)
     prefixed = any(occ.summary.strip().lower().startswith(p.lower()) for p in rules.cancelled_prefixes)
     cancelled = occ.status == "cancelled" or declined or prefixed
     return Classified(occ, client, ambiguous, cancelled, no_show, reached)
+
+
+def _declined(occ: Occurrence, client: Client | None, therapist_email: str) -> bool:
+    """The client's answer is 'declined'; for a session whose client cannot be told apart,
+    any invited person's (so it is still reported to the therapist)."""
+    if client is None:
+        return any(a.partstat == "DECLINED" and a.email.lower() != therapist_email.lower() for a in occ.attendees)
+    return bool(client.email) and any(a.email.lower() == client.email.lower() and a.partstat == "DECLINED"
+                                      for a in occ.attendees)
 
 
 _PATTERNS: dict[tuple[str, ...], re.Pattern[str] | None] = {}

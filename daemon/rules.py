@@ -38,8 +38,8 @@ def coming_back(missed: Missed, sessions: Iterable[SessionRow], rebook_window: t
     """The client's session that shows they are coming back after ``missed``, else None.
 
     It must be booked (present, not cancelled, not itself marked missed), not the missed
-    session, start after the miss (or after it was noticed, for a session moved earlier),
-    and either lie within ``rebook_window`` after the missed session or be a new booking:
+    session, start after the miss (or after it was noticed, for a cancelled session with
+    others before it), and either lie within ``rebook_window`` of the missed session or be a new booking:
     its event first appeared on the calendar since the miss.  An occurrence of a series
     the calendar already had, entering the look-ahead horizon as time passes, is not new.
     """
@@ -49,7 +49,7 @@ def coming_back(missed: Missed, sessions: Iterable[SessionRow], rebook_window: t
             continue
         if not s.present or s.status != "active" or s.no_show or s.start <= since:
             continue
-        if s.start <= missed.start + rebook_window or is_new_booking(s, since):
+        if abs(s.start - missed.start) <= rebook_window or is_new_booking(s, since):
             return s
     return None
 

@@ -62,6 +62,7 @@ def test_a_session_moved_earlier_than_a_cancelled_one_counts_from_when_it_was_no
     m = missed("cancelled", start=local(2026, 11, 12, 15), detected=local(2026, 11, 5, 9))
     assert coming_back(m, [row("earlier", local(2026, 11, 9, 15))], WINDOW) is not None
     assert coming_back(m, [row("before", local(2026, 11, 4, 15))], WINDOW) is None
+    assert coming_back(m, [row("weeks-before", local(2026, 11, 6, 15))], timedelta(days=3)) is None
 
 
 def test_new_booking_and_the_first_step_of_a_no_show():
