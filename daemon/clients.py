@@ -26,6 +26,9 @@ TRUE = {"1", "true", "yes", "y", "x", "✓", "✔", "t"}
 FALSE = {"", "0", "false", "no", "n", "f"}
 
 
+BLOCKED_BY_DIRECTORY = "the client directory entry "   # how a session's reason starts when a Rejected blocks it
+
+
 @dataclass(frozen=True)
 class Rejected:
     """A directory entry that failed validation: whatever it names is never contacted
@@ -39,7 +42,7 @@ class Rejected:
 
     def attention(self) -> str:
         """The line the therapist reads (status, digest); never logged."""
-        return (f"the client directory entry {self.where} cannot be read ({self.problem}); "
+        return (f"{BLOCKED_BY_DIRECTORY}{self.where} cannot be read ({self.problem}); "
                 "the person it names is not contacted until it is fixed")
 
     def names_phone(self, phone: str) -> bool:

@@ -17,6 +17,7 @@ from connectors.channels.base import Channel
 from daemon import followups, messages, planning, rules
 from daemon import sessions as session_store
 from daemon.cadence import gap_before
+from daemon.clients import BLOCKED_BY_DIRECTORY
 from daemon.errors import ChannelError, TemplateError
 from daemon.model import OPEN_STATES, Client
 from daemon.store import calendars, dt, ts
@@ -175,13 +176,18 @@ class Dispatcher:
         return None
 
     def _protected(self, conn: Any, step: Any, client: Client, now: datetime) -> bool:
-        """A client directory entry that cannot be read names this client: hold, tell the therapist."""
+        """A client directory entry that cannot be read names this client, or the session no
+        longer tells whose it is: hold, tell the therapist (never contact on a guess)."""
         entry = self.engine.directory.rejected_protecting(client)
-        if entry is None:
+        session = session_store.get(conn, step["calendar"], step["session_key"])
+        unclear = session is not None and session.present and session.client_id is None \
+            and not session.ambiguous.startswith(BLOCKED_BY_DIRECTORY)   # that one is checked live, above
+        if entry is None and not unclear:
             return False
+        why = entry.attention() if entry is not None else (session.ambiguous if session else "") or "no client"
         self.store.report(conn, now, "ambiguous", step["calendar"], step["session_key"],
-                          f"{step['trigger']} on {step['session_start']}: {entry.attention()}")
-        log.warning("step %s held: an unreadable client directory entry names the client", step["id"])
+                          f"{step['trigger']} on {step['session_start']}: {why}")
+        log.warning("step %s held: it is not clear the session is still this client's", step["id"])
         return True
 
     def _keeps_spacing(self, conn: Any, step: Any, now: datetime) -> bool:

@@ -27,7 +27,7 @@ def missed_of(row: Any) -> Missed:
     start, detected = dt(row["session_start"]), dt(row["detected_at"])
     assert start is not None and detected is not None
     return Missed(calendar=row["calendar"], key=row["session_key"], start=start, kind=row["trigger"],
-                  detected_at=detected)
+                  detected_at=detected, client_id=row["client_id"] or "")
 
 
 def create(conn: Connection, trigger: Trigger, seq_id: str, planned: list[PlannedStep], now: datetime,

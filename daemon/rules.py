@@ -24,6 +24,7 @@ class Missed:
     start: datetime
     kind: str                   # cancelled | late_cancel | no_show
     detected_at: datetime
+    client_id: str = ""         # whose follow-up it is ("": not checked)
 
 
 def vanish_is_cancellation(session: SessionRow, last_seen_present: datetime | None) -> bool:
@@ -69,17 +70,24 @@ def trigger_withdrawn(missed: Missed, session: SessionRow | None, now: datetime)
     """Whether the reason for the follow-up no longer holds in the latest snapshot.
 
     A no-show whose marker was removed, or whose session is cancelled; a cancellation whose
-    session is back and active; and any missed session that was moved (see ``moved``).
+    session is back and active; a session that now names another client; and any missed
+    session that was moved (see ``moved``).
     A session that vanished after it had started keeps what it last showed (rule of
     ``vanish_is_cancellation``): its follow-up stands.
     """
     if session is None:
         return True
-    if moved(missed, session, now):
+    if moved(missed, session, now) or names_another_client(missed, session):
         return True
     if missed.kind == "no_show":
         return not session.no_show or session.status != "active"
     return session.present and session.status == "active"
+
+
+def names_another_client(missed: Missed, session: SessionRow) -> bool:
+    """The therapist corrected whose session it is: the follow-up is not this client's any more."""
+    return bool(missed.client_id) and session.present and session.client_id is not None \
+        and session.client_id != missed.client_id
 
 
 def moved(missed: Missed, session: SessionRow, now: datetime) -> bool:

@@ -110,3 +110,34 @@ def test_withdrawing_the_second_of_two_marks_leaves_the_first_follow_up_alone(pr
         ("2026-11-02", "no_show", 1, "phone", "sent", None),
         ("2026-11-02", "no_show", 2, "email", "skipped", "rebooked")]
     assert len(call_tasks(practice)) == 1 and practice.mails_to(JANE) == []
+
+
+def test_a_session_retitled_to_another_client_withdraws_the_first_clients_follow_up(practice, capsys):
+    """The therapist had typed the wrong name: the session was Omar's, not Jane's."""
+    slot = session("s1", 3, 10, "Jane Doe")
+    practice.calendar([team(), slot])
+    practice.once(local(2026, 11, 2, 8))
+    slot.summary = "Jane Doe no-show"
+    practice.calendar([team(), slot])
+    practice.once(local(2026, 11, 3, 11))
+    slot.summary = "Omar Haddad no-show"
+    practice.calendar([team(), slot])
+    for day in (4, 10):
+        practice.once(local(2026, 11, day, 10, 5))
+    assert [(r[0], r[5], r[6]) for r in journal(practice, capsys)] == [
+        ("Jane Doe", "skipped", "withdrawn"), ("Jane Doe", "skipped", "withdrawn")]
+    assert practice.mails_to(JANE) == [] and call_tasks(practice) == []
+
+
+def test_a_session_that_no_longer_tells_whose_it_is_holds_the_step(practice, capsys):
+    slot = session("s1", 3, 10, "Jane Doe")
+    practice.calendar([team(), slot])
+    practice.once(local(2026, 11, 2, 8))
+    slot.summary = "Jane Doe no-show"
+    practice.calendar([team(), slot])
+    practice.once(local(2026, 11, 3, 11))
+    slot.summary = "Jane Doe / Omar Haddad no-show"
+    practice.calendar([team(), slot])
+    practice.once(local(2026, 11, 4, 10, 5))
+    assert [r[5] for r in journal(practice, capsys)] == ["planned", "planned"]
+    assert practice.mails() == []

@@ -88,6 +88,16 @@ def test_trigger_withdrawn_by_marker_restore_or_move():
     assert trigger_withdrawn(missed("cancelled"), replace(gone, status="active", present=True), now)
 
 
+def test_a_session_that_names_another_client_withdraws_the_follow_up():
+    now = local(2026, 11, 4, 9)
+    marked = row("m", local(2026, 11, 3, 10), no_show=True)
+    mine = replace(missed(), client_id="dir:jane")
+    assert not trigger_withdrawn(mine, marked, now)
+    assert trigger_withdrawn(mine, replace(marked, client_id="dir:omar"), now)
+    assert not trigger_withdrawn(mine, replace(marked, client_id=None), now)      # unclear: held, not withdrawn
+    assert not trigger_withdrawn(mine, replace(marked, client_id="dir:omar", present=False), now)
+
+
 def test_moved_sessions_and_corrected_dates():
     now = local(2026, 11, 4, 9)
     marked = row("m", local(2026, 11, 3, 10), no_show=True)
