@@ -1,12 +1,13 @@
 """Detection: which occurrences are sessions, and what changed since the last poll.
 
 Pure functions over values; the engine feeds them from the source and the
-store.  Rules (DESIGN.md): cancelled = STATUS:CANCELLED, a Google tombstone,
-the client attendee DECLINED, an Outlook "Cancelled:" title, or an occurrence
-that vanished before it had started; no-show = a therapist's marker word or colour; sessions that
-ended before the calendar was first seen are historical; a vanish of whole
-events beyond the breaker's share holds the whole poll back.  A session that a
-rejected client-directory row names is reported, never followed up.
+store.  Rules (DESIGN.md, README "How it decides"): cancelled = STATUS:CANCELLED,
+a Google tombstone, the client attendee DECLINED, an Outlook "Cancelled:" title,
+or an occurrence that vanished before it had started; no-show = a therapist's
+marker word or colour; sessions that ended before the calendar was first seen
+are historical; a vanish of whole events beyond the breaker's share holds the
+whole poll back.  A session that a rejected client-directory row names is
+reported, never followed up.
 """
 
 from __future__ import annotations
