@@ -2,14 +2,14 @@
 
 Due times count from the missed session's start (calendar units on the
 practice's wall clock) and land inside working hours; a trigger seen late
-never plans a step in the past.
+never plans a step in the past, and the steps keep the cadence's spacing.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from daemon.config import Config
 from daemon.model import Trigger
@@ -32,12 +32,38 @@ def sequence_id(trigger: Trigger) -> str:
 
 def plan(config: Config, trigger: Trigger, seq_id: str) -> list[PlannedStep]:
     """The steps of a new sequence, each due inside working hours, none in the past."""
+    specs = config.cadence.steps
+    dues = due_times(config, trigger.session_start, trigger.detected_at)
+    return [PlannedStep(f"{seq_id}-{n}", n, spec.channel, spec.template, due)
+            for n, (spec, due) in enumerate(zip(specs, dues), start=1)]
+
+
+def due_times(config: Config, session_start: datetime, earliest: datetime) -> list[datetime]:
+    """When each step is due: no earlier than its ``after`` from the session, than
+    ``earliest`` (when the trigger was noticed), and than the previous step's due time
+    plus the gap the cadence puts between them; then moved into working hours.  So a
+    no-show marked ten days late still gets its call first and its email a gap later."""
     practice = config.practice
     tz, hours = practice.timezone, practice.working_hours
-    out = []
-    for n, spec in enumerate(config.cadence.steps, start=1):
-        due = spec.after.add_to(trigger.session_start, tz, hours.workdays)
-        due = max(due, trigger.detected_at)
-        due = hours.next_open(due, tz)
-        out.append(PlannedStep(f"{seq_id}-{n}", n, spec.channel, spec.template, due))
+    out: list[datetime] = []
+    for n, gap in enumerate(gaps(config, session_start)):
+        ideal = config.cadence.steps[n].after.add_to(session_start, tz, hours.workdays)
+        due = max(ideal, earliest, out[-1] + gap if out else earliest)
+        out.append(hours.next_open(due, tz))
     return out
+
+
+def gaps(config: Config, session_start: datetime) -> list[timedelta]:
+    """The time the cadence puts between each step and the one before it, for a session
+    at ``session_start`` (the first step's gap is zero): e.g. "1 business day" then
+    "7 days" after a Tuesday session is six days."""
+    practice = config.practice
+    tz, workdays = practice.timezone, practice.working_hours.workdays
+    ideal = [spec.after.add_to(session_start, tz, workdays) for spec in config.cadence.steps]
+    return [timedelta(0)] + [max(b - a, timedelta(0)) for a, b in zip(ideal, ideal[1:])]
+
+
+def gap_before(config: Config, session_start: datetime, n: int) -> timedelta:
+    """The gap before step ``n`` (1-based); zero for a step the cadence no longer has."""
+    found = gaps(config, session_start)
+    return found[n - 1] if 1 <= n <= len(found) else timedelta(0)

@@ -31,8 +31,10 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
     if not cfg.clients.directory:
         warnings.append("[clients] directory is not set: only attendee addresses identify clients")
     templates = Templates(cfg.resolve(cfg.templates.folder))
+    from daemon.template_cli import usage
+
     for name in sorted({s.template for s in cfg.cadence.steps}):
-        problems.extend(templates.validate(name))
+        problems.extend(templates.validate(name, client_facing=usage(cfg, name).client_facing))
     problems.extend(_sources(cfg))
     problems.extend(_channels(cfg))
     problems.extend(_sms_lengths(cfg, templates))

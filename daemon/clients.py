@@ -1,10 +1,16 @@
-"""The client directory (CSV or vCard) and matching a session to one client."""
+"""The client directory (CSV or vCard) and matching a session to one client.
+
+A row (or vCard entry) that cannot be read is not dropped: it is kept as a
+``Rejected`` entry that still protects everyone it names (email, phone, name,
+aliases).  Nobody is contacted on a guess.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +22,56 @@ from daemon.model import Client
 
 CSV_HEADER = ["name", "aliases", "email", "phone", "preferred_channel", "do_not_contact"]
 CHANNELS = ("", "phone", "email", "sms", "none")
-TRUE = {"1", "true", "yes", "y", "x", "✓"}
+TRUE = {"1", "true", "yes", "y", "x", "✓", "✔", "t"}
+FALSE = {"", "0", "false", "no", "n", "f"}
+
+
+BLOCKED_BY_DIRECTORY = "the client directory entry "   # how a session's reason starts when a Rejected blocks it
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A directory entry that failed validation: whatever it names is never contacted
+    automatically, and the sessions it matches are reported with its file and line."""
+
+    where: str                      # file:line
+    problem: str
+    names: tuple[str, ...] = ()     # name and aliases as written
+    emails: tuple[str, ...] = ()    # lower-cased, as written
+    phones: tuple[str, ...] = ()    # E.164 where readable, else the digits
+
+    def attention(self) -> str:
+        """The line the therapist reads (status, digest); never logged."""
+        return (f"{BLOCKED_BY_DIRECTORY}{self.where} cannot be read ({self.problem}); "
+                "the person it names is not contacted until it is fixed")
+
+    def names_phone(self, phone: str) -> bool:
+        digits = re.sub(r"\D", "", phone)
+        return bool(phone) and any(p == phone or (len(p) >= 7 and p.isdigit() and digits.endswith(p))
+                                   for p in self.phones)
+
+
+class _Labels:
+    """Names and aliases as whole words in a text: one pattern, longest labels first."""
+
+    def __init__(self, owners: list[tuple[object, tuple[str, ...]]]) -> None:
+        self.owners: dict[str, list[object]] = {}
+        for owner, labels in owners:
+            for label in {_label_key(x) for x in labels if x.strip()}:
+                self.owners.setdefault(label, []).append(owner)
+        alternatives = [r"\s+".join(map(re.escape, label.split()))
+                        for label in sorted(self.owners, key=len, reverse=True)]
+        self.pattern = re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE) \
+            if alternatives else None
+
+    def found_in(self, text: str) -> list[object]:
+        if self.pattern is None:
+            return []
+        seen: dict[int, object] = {}
+        for m in self.pattern.finditer(text):
+            for owner in self.owners.get(_label_key(m.group(0)), ()):
+                seen.setdefault(id(owner), owner)
+        return list(seen.values())
 
 
 @dataclass
@@ -24,8 +79,8 @@ class Directory:
     clients: list[Client] = field(default_factory=list)
     source: str = ""
     problems: list[str] = field(default_factory=list)   # rows skipped (lenient load)
-    _index: tuple[re.Pattern[str] | None, dict[str, list[Client]]] | None = field(
-        default=None, repr=False, compare=False)
+    rejected: list[Rejected] = field(default_factory=list)
+    _index: dict[str, _Labels] = field(default_factory=dict, repr=False, compare=False)
 
     def by_id(self, client_id: str) -> Client | None:
         return next((c for c in self.clients if c.id == client_id), None)
@@ -51,27 +106,32 @@ class Directory:
         counts as ``Jo Smith``; a label two clients share, or two different
         clients named in one title, gives several clients (ambiguous).
         """
-        pattern, owners = self._label_index()
-        if pattern is None:
-            return []
-        seen: dict[str, Client] = {}
-        for m in pattern.finditer(title):
-            for client in owners.get(_label_key(m.group(0)), ()):
-                seen.setdefault(client.id, client)
-        return list(seen.values())
+        if "clients" not in self._index:
+            self._index["clients"] = _Labels([(c, (c.name, *c.aliases)) for c in self.clients])
+        return [c for c in self._index["clients"].found_in(title) if isinstance(c, Client)]
 
-    def _label_index(self) -> tuple[re.Pattern[str] | None, dict[str, list[Client]]]:
-        if self._index is None:
-            owners: dict[str, list[Client]] = {}
-            for client in self.clients:
-                for label in {_label_key(x) for x in (client.name, *client.aliases) if x.strip()}:
-                    owners.setdefault(label, []).append(client)
-            labels = sorted(owners, key=len, reverse=True)
-            alternatives = [r"\s+".join(map(re.escape, label.split())) for label in labels]
-            pattern = re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE) \
-                if alternatives else None
-            self._index = (pattern, owners)
-        return self._index
+    def rejected_naming(self, *, emails: list[str], texts: list[str]) -> Rejected | None:
+        """The first rejected entry whose email is one of ``emails`` or whose name or alias
+        appears in one of ``texts`` (a session's title, an attendee's name)."""
+        wanted = {e.strip().lower() for e in emails if e}
+        for entry in self.rejected:
+            if wanted & set(entry.emails):
+                return entry
+        if not self.rejected:
+            return None
+        if "rejected" not in self._index:
+            self._index["rejected"] = _Labels([(r, r.names) for r in self.rejected])
+        found = [r for text in texts for r in self._index["rejected"].found_in(text) if isinstance(r, Rejected)]
+        return found[0] if found else None
+
+    def rejected_protecting(self, client: Client) -> Rejected | None:
+        """The first rejected entry that names ``client`` by email, phone, name or alias."""
+        labels = {_label_key(x) for x in (client.name, *client.aliases) if x.strip()}
+        for entry in self.rejected:
+            if (client.email and client.email.lower() in entry.emails) or entry.names_phone(client.phone) \
+                    or labels & {_label_key(n) for n in entry.names if n.strip()}:
+                return entry
+        return None
 
 
 def _label_key(text: str) -> str:
@@ -94,12 +154,13 @@ def load_directory(path: Path | None, default_region: str = "US", *, strict: boo
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read client directory: {exc}") from None
     if path.suffix.lower() in (".vcf", ".vcard"):
-        clients, problems = _from_vcard(text, path, default_region)
+        clients, rejected = _from_vcard(text, path, default_region)
     else:
-        clients, problems = _from_csv(text, path, default_region)
+        clients, rejected = _from_csv(text, path, default_region)
+    problems = [f"{r.where}: {r.problem}" for r in rejected]
     if problems and (strict or not clients and "header" in problems[0]):
         raise UserError(f"{path}: {len(problems)} problem(s) in the client directory", problems)
-    return Directory(_unique_ids(clients), str(path), problems)
+    return Directory(_unique_ids(clients), str(path), problems, rejected)
 
 
 def _unique_ids(clients: list[Client]) -> list[Client]:
@@ -129,14 +190,37 @@ def normalise_phone(raw: str, region: str) -> str:
 
 
 def _normalise_email(raw: str) -> str:
+    if not raw.partition("@")[0].isascii():
+        raise ValueError(f"'{raw}': the part before @ has non-ASCII letters, which no mail channel "
+                         "here can deliver to (it would need SMTPUTF8)")
     try:
         return validate_email(raw, check_deliverability=False).normalized
     except EmailNotValidError:
         raise ValueError(f"'{raw}' is not a valid email address") from None
 
 
+def do_not_contact(raw: str) -> bool:
+    """The spellings people write: yes/true/1/x/✓ (or text starting with yes or true) and
+    no/false/0/empty.  Raises ValueError for anything else: unreadable means do not contact."""
+    value = raw.strip().lower()
+    if value in TRUE or value.startswith(("yes", "true")):
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError(f"do_not_contact '{raw.strip()}' is not yes or no (until it is fixed, "
+                     "this person is treated as do-not-contact)")
+
+
+def _printable(field_name: str, value: str) -> str:
+    """Refuse a control character or line break (no channel can carry it in a header)."""
+    bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise ValueError(f"{field_name} contains a control character or line break (U+{ord(bad):04X})")
+    return value
+
+
 def _row_client(row: dict[str, str], region: str) -> Client:
-    name = (row.get("name") or "").strip()
+    name = _printable("name", (row.get("name") or "").strip())
     if not name:
         raise ValueError("name is empty")
     email = (row.get("email") or "").strip()
@@ -146,30 +230,45 @@ def _row_client(row: dict[str, str], region: str) -> Client:
     channel = (row.get("preferred_channel") or "").strip().lower()
     if channel not in CHANNELS:
         raise ValueError(f"preferred_channel '{channel}' is not one of phone, email, sms, none")
-    dnc_raw = (row.get("do_not_contact") or "").strip().lower()
-    if dnc_raw not in TRUE | {"", "0", "false", "no", "n"}:
-        raise ValueError(f"do_not_contact '{dnc_raw}' is not true or false")
-    aliases = tuple(a.strip() for a in (row.get("aliases") or "").split(";") if a.strip())
-    return Client(_client_id(name, email), name, aliases, email, phone, channel,
-                  dnc_raw in TRUE or channel == "none")
+    dnc = do_not_contact(row.get("do_not_contact") or "")
+    aliases = tuple(_printable("aliases", a.strip()) for a in (row.get("aliases") or "").split(";") if a.strip())
+    return Client(_client_id(name, email), name, aliases, email, phone, channel, dnc or channel == "none")
 
 
-def _from_csv(text: str, path: Path, region: str) -> tuple[list[Client], list[str]]:
+def _rejected(row: dict[str, str], where: str, problem: str, region: str) -> Rejected:
+    """What a row that failed validation still names, so it keeps protecting them."""
+    names = [(row.get("name") or "").strip()] + (row.get("aliases") or "").split(";")
+    email = (row.get("email") or "").strip().lower()
+    phone = (row.get("phone") or "").strip()
+    try:
+        phones = (normalise_phone(phone, region),) if phone else ()
+    except ValueError:
+        phones = (re.sub(r"\D", "", phone),) if re.sub(r"\D", "", phone) else ()
+    return Rejected(where, problem, tuple(" ".join(n.split()) for n in names if n.strip()),
+                    (email,) if email else (), phones)
+
+
+def _from_csv(text: str, path: Path, region: str) -> tuple[list[Client], list[Rejected]]:
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     if header[:1] != ["name"] or any(h not in CSV_HEADER for h in header):
-        return [], [f"{path}:1: the header must be {','.join(CSV_HEADER)}; found {','.join(header)}"]
+        return [], [Rejected(f"{path}:1", f"the header must be {','.join(CSV_HEADER)}; found {','.join(header)}")]
     reader.fieldnames = header
-    clients, problems = [], []
+    clients, rejected = [], []
     for row in reader:
-        line = reader.line_num
-        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+        extra = row.pop(None, None)  # type: ignore[call-overload]
+        breaks = sum(v.count("\n") for v in [*row.values(), *(extra or [])] if isinstance(v, str))
+        start = reader.line_num - breaks
+        if not extra and not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue
         try:
+            if extra:
+                raise ValueError(f"the row has {len(header) + len(extra)} fields, the header {len(header)} "
+                                 "(a comma inside a name needs quotes)")
             clients.append(_row_client(row, region))
         except ValueError as exc:
-            problems.append(f"{path}:{line}: {exc}")
-    return clients, problems
+            rejected.append(_rejected(row, f"{path}:{start}", str(exc), region))
+    return clients, rejected
 
 
 def _vcard_lines(text: str) -> list[str]:
@@ -186,24 +285,28 @@ def _vcard_value(v: str) -> str:
     return v.replace("\\,", ",").replace("\\;", ";").replace("\\n", " ").replace("\\\\", "\\").strip()
 
 
-def _from_vcard(text: str, path: Path, region: str) -> tuple[list[Client], list[str]]:
-    clients, problems = [], []
+def _from_vcard(text: str, path: Path, region: str) -> tuple[list[Client], list[Rejected]]:
+    clients, rejected = [], []
     card: dict[str, str] | None = None
     start = 0
     for number, line in enumerate(_vcard_lines(text), start=1):
         name, _, value = line.partition(":")
         prop = name.split(";")[0].split(".")[-1].upper()
         if prop == "BEGIN" and value.strip().upper() == "VCARD":
+            if card is not None:
+                rejected.append(_rejected(card, f"{path}:{start}", "the entry has no END:VCARD", region))
             card, start = {}, number
         elif prop == "END" and card is not None:
             try:
                 clients.append(_row_client(card, region))
             except ValueError as exc:
-                problems.append(f"{path}:{start}: {exc}")
+                rejected.append(_rejected(card, f"{path}:{start}", str(exc), region))
             card = None
         elif card is not None:
             _vcard_prop(card, prop, name, _vcard_value(value))
-    return clients, problems
+    if card is not None:
+        rejected.append(_rejected(card, f"{path}:{start}", "the entry has no END:VCARD", region))
+    return clients, rejected
 
 
 def _vcard_prop(card: dict[str, str], prop: str, name: str, value: str) -> None:

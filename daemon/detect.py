@@ -1,11 +1,13 @@
 """Detection: which occurrences are sessions, and what changed since the last poll.
 
 Pure functions over values; the engine feeds them from the source and the
-store.  Rules (DESIGN.md): cancelled = STATUS:CANCELLED, a Google tombstone,
-the client attendee DECLINED, an Outlook "Cancelled:" title, or an occurrence
-that vanished; no-show = a therapist's marker word or colour; sessions that
-ended before the calendar was first seen are historical; a vanish of whole
-events beyond the breaker's share holds the whole poll back.
+store.  Rules (DESIGN.md, README "How it decides"): cancelled = STATUS:CANCELLED,
+a Google tombstone, the client attendee DECLINED, an Outlook "Cancelled:" title,
+or an occurrence that vanished before it had started; no-show = a therapist's
+marker word or colour; sessions that ended before the calendar was first seen
+are historical; a vanish of whole events beyond the breaker's share holds the
+whole poll back.  A session that a rejected client-directory row names is
+reported, never followed up.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from connectors.calendars.base import Occurrence, Window
 from daemon.clients import Directory
 from daemon.config import Detection
 from daemon.model import Client, SessionRow, Trigger
+from daemon.rules import vanish_is_cancellation
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Context:
     directory: Directory
     therapist_email: str
     unreadable: frozenset[str] = frozenset()   # UIDs present but damaged: kept as they were
+    events: dict[str, datetime | None] = field(default_factory=dict)   # UID → booked_at, from the store
 
 
 @dataclass
@@ -69,6 +73,10 @@ def identify(occ: Occurrence, directory: Directory, therapist_email: str) -> tup
     """The one client of a session, or (None, why it is ambiguous), or (None, "")."""
     therapist = therapist_email.lower()
     people = [a for a in occ.attendees if a.email and a.email.lower() != therapist]
+    protected = directory.rejected_naming(emails=[a.email for a in people],
+                                          texts=[occ.summary, *(a.name for a in people if a.name)])
+    if protected is not None:
+        return None, protected.attention()
     found: dict[str, Client] = {}
     for a in people:
         matches = directory.by_email(a.email)
@@ -94,6 +102,9 @@ def identify(occ: Occurrence, directory: Directory, therapist_email: str) -> tup
     client = next(iter(found.values()))
     if client.email and client.email.lower() == therapist:
         return None, "the client's address is the therapist's own"
+    protected = directory.rejected_protecting(client)
+    if protected is not None:
+        return None, protected.attention()
     return client, ""
 
 
@@ -117,12 +128,19 @@ def classify(occ: Occurrence, ctx: Context) -> Classified | None:
     no_show = bool(_matches(rules.no_show_markers, text)) or (
         occ.color is not None and occ.color in rules.no_show_colors)
     reached = bool(_matches(rules.reached_markers, occ.summary + " " + occ.description))
-    declined = client is not None and any(
-        a.email.lower() == client.email.lower() and a.partstat == "DECLINED"
-        for a in occ.attendees if client.email)
+    declined = _declined(occ, client, ctx.therapist_email)
     prefixed = any(occ.summary.strip().lower().startswith(p.lower()) for p in rules.cancelled_prefixes)
     cancelled = occ.status == "cancelled" or declined or prefixed
     return Classified(occ, client, ambiguous, cancelled, no_show, reached)
+
+
+def _declined(occ: Occurrence, client: Client | None, therapist_email: str) -> bool:
+    """The client's answer is 'declined'; for a session whose client cannot be told apart,
+    any invited person's (so it is still reported to the therapist)."""
+    if client is None:
+        return any(a.partstat == "DECLINED" and a.email.lower() != therapist_email.lower() for a in occ.attendees)
+    return bool(client.email) and any(a.email.lower() == client.email.lower() and a.partstat == "DECLINED"
+                                      for a in occ.attendees)
 
 
 _PATTERNS: dict[tuple[str, ...], re.Pattern[str] | None] = {}
@@ -149,7 +167,17 @@ def _row(c: Classified, prev: SessionRow | None, ctx: Context, cancel_time: date
         client_name=c.client.name if c.client else "", client_email=c.client.email if c.client else "",
         ambiguous=c.ambiguous, no_show=c.no_show, reached=c.reached, present=True,
         first_seen_at=prev.first_seen_at if prev and prev.first_seen_at else ctx.now,
-        last_seen_at=ctx.now, cancelled_at=cancelled_at)
+        last_seen_at=ctx.now, cancelled_at=cancelled_at, booked_at=_booked_at(occ, prev, ctx))
+
+
+def _booked_at(occ: Occurrence, prev: SessionRow | None, ctx: Context) -> datetime | None:
+    """When the session's event first appeared: an occurrence of a series already on the
+    calendar (entering the horizon as time passes) is as old as its series."""
+    if prev is not None:
+        return prev.booked_at
+    if ctx.baseline:
+        return None
+    return ctx.events.get(occ.uid, ctx.now)
 
 
 def _cancel_time(occ: Occurrence, ctx: Context) -> datetime:
@@ -168,6 +196,7 @@ def reconcile(prev: dict[str, SessionRow], occurrences: list[Occurrence], comple
     delta where absent keys are unchanged and tombstones mark removals.
     """
     out = Outcome()
+    ctx.events = _known_events(prev)
     current: dict[str, Classified] = {}
     seen_keys: set[str] = set()
     tombstones: dict[str, Occurrence] = {}
@@ -199,13 +228,13 @@ def reconcile(prev: dict[str, SessionRow], occurrences: list[Occurrence], comple
             continue
         if key in vanished:
             gone = replace(p, present=False)
-            if p.status == "active":
+            if vanish_is_cancellation(p, ctx.prev_poll_at):
                 gone = replace(gone, status="cancelled", cancelled_at=ctx.now)
                 if not ctx.baseline:
                     lost.append((gone, ctx.now))
             out.gone.append(gone)
-        elif key in seen_keys:
-            out.gone.append(replace(p, present=False))   # still there, but no longer a session
+        elif key in seen_keys:    # still there, but no longer a session: no marker on it either
+            out.gone.append(replace(p, present=False, no_show=False, reached=False))
     out.triggers.extend(_lost_triggers(lost, ctx))
     return out
 
@@ -235,19 +264,41 @@ def _vanished(prev: dict[str, SessionRow], seen_keys: set[str], tombstones: dict
 
 def _breaker(prev: dict[str, SessionRow], vanished: set[str], whole: set[str],
              occurrences: list[Occurrence], complete: bool, ctx: Context) -> str:
+    """Why the poll is held back, or "": whole events vanishing beyond the breaker's share of
+    the upcoming sessions, or of all the window's sessions counting past ones too (a feed
+    that suddenly drops history and future alike)."""
     if ctx.baseline:
         return ""
-    upcoming = [p for p in prev.values() if p.present and p.status == "active" and p.start > ctx.now]
-    if complete and not occurrences and upcoming:
-        return f"the feed came back with no events; {len(upcoming)} upcoming session(s) held"
-    lost = [prev[k] for k in whole if prev[k].start > ctx.now and prev[k].status == "active"]
-    events = {p.uid for p in lost}
-    rules = ctx.rules
-    if upcoming and len(events) >= rules.vanish_breaker_min and len(lost) > rules.vanish_breaker * len(upcoming):
-        share = round(100 * len(lost) / len(upcoming))
-        return (f"{len(events)} events vanished at once, {share} % of the upcoming sessions "
-                f"(breaker at {round(rules.vanish_breaker * 100)} %); no cancellations inferred")
+    shown = [p for p in prev.values() if p.present and ctx.window.start <= p.start < ctx.window.end]
+    upcoming = [p for p in shown if p.status == "active" and p.start > ctx.now]
+    if complete and not occurrences and shown:
+        return f"the feed came back with no events; {len(shown)} session(s) held"
+    lost = [prev[k] for k in whole]
+    lost_upcoming = [p for p in lost if p.status == "active" and p.start > ctx.now]
+    for part, base, of in ((lost_upcoming, upcoming, "the upcoming sessions"),
+                           (lost, shown, "the calendar's sessions")):
+        if _trips(part, base, ctx.rules):
+            share = round(100 * len(part) / len(base))
+            return (f"{len({p.uid for p in part})} events vanished at once, {share} % of {of} "
+                    f"(breaker at {round(ctx.rules.vanish_breaker * 100)} %); no cancellations inferred")
     return ""
+
+
+def _trips(lost: list[SessionRow], base: list[SessionRow], rules: Detection) -> bool:
+    events = {p.uid for p in lost}
+    return bool(base) and len(events) >= rules.vanish_breaker_min and len(lost) > rules.vanish_breaker * len(base)
+
+
+def _known_events(prev: dict[str, SessionRow]) -> dict[str, datetime | None]:
+    """UID → when the event was first booked, as far as the store knows (None: it was there
+    at the calendar's first read)."""
+    out: dict[str, datetime | None] = {}
+    for p in prev.values():
+        if p.uid in out and out[p.uid] is None:
+            continue
+        known = out.get(p.uid, p.booked_at)
+        out[p.uid] = None if p.booked_at is None or known is None else min(known, p.booked_at)
+    return out
 
 
 def _historical(row: SessionRow, ctx: Context) -> bool:

@@ -28,7 +28,9 @@ from connectors.channels.base import Message
 from daemon import followups
 from daemon.errors import ChannelError
 from daemon.messages import message_id
-from daemon.store import calendars, dt, meta, reports, sequences, ts
+from daemon.planning import rebooked
+from daemon.rules import is_a_miss
+from daemon.store import calendars, dt, meta, reports, sequences, steps, ts
 
 if TYPE_CHECKING:
     from daemon.engine import Engine
@@ -37,7 +39,6 @@ log = logging.getLogger(__name__)
 KEY = "digest_last"
 ATTENTION = ("failed", "uncertain", "too_late", "paused", "ambiguous", "degraded", "template")
 STANDING = ("template",)   # shown every day until resolved: the steps using it are held
-NOT_A_MISS = ("rebooked", "withdrawn", "ambiguous")
 REPEAT_WINDOW = timedelta(days=60)
 LABELS = {"no_show": "not attended", "late_cancel": "cancelled at short notice", "cancelled": "cancelled"}
 
@@ -133,8 +134,10 @@ def _calls(engine: "Engine", conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
     day = now.astimezone(tz).date()
     start = datetime.combine(day, time(0), tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    window = engine.config.detection.rebook_window.approx
     rows = [r for r in followups.all_steps(conn) if r["channel"] == "phone" and r["due_at"] < ts(end)
-            and (r["state"] == "planned" or (r["state"] == "sent" and r["due_at"] >= ts(start)))]
+            and ((r["state"] == "planned" and not rebooked(conn, r, window))
+                 or (r["state"] == "sent" and r["due_at"] >= ts(start)))]
     out = []
     for r in sorted(rows, key=lambda r: r["due_at"]):
         client = _client(engine, r)
@@ -197,17 +200,29 @@ def _attention_line(engine: "Engine", conn: Any, report: Any, fmt: _Fmt) -> str:
     return f"{kind}: {_client(engine, step).name}: {_what(engine, step)} (step {step['n']}) - {reason}"
 
 
+def _misses(conn: Any, now: datetime) -> dict[str, tuple[int, str]]:
+    """Client id → (missed sessions in 60 days, when the latest was noticed); one per session,
+    whatever its triggers, counting only what ``rules.is_a_miss`` calls a miss."""
+    followed = sa.select(steps.c.id).where(steps.c.sequence_id == sequences.c.id).exists()
+    rows = conn.execute(sa.select(sequences.c.client_id, sequences.c.calendar, sequences.c.session_key,
+                                  sequences.c.closed_reason, sequences.c.detected_at, followed.label("followed"))
+                        .where(sequences.c.session_start >= ts(now - REPEAT_WINDOW), sequences.c.client_id != "")
+                        ).mappings().all()
+    sessions: dict[str, set[tuple[str, str]]] = {}
+    latest: dict[str, str] = {}
+    for r in rows:
+        if is_a_miss(r["closed_reason"], bool(r["followed"])):
+            sessions.setdefault(r["client_id"], set()).add((r["calendar"], r["session_key"]))
+            latest[r["client_id"]] = max(latest.get(r["client_id"], ""), r["detected_at"])
+    return {c: (len(found), latest[c]) for c, found in sessions.items() if len(found) >= 2}
+
+
 def _repeats(engine: "Engine", conn: Any, now: datetime, last: datetime | None) -> list[str]:
     """Clients with two or more misses in 60 days: all in the first digest, later only
     those who missed again since the previous one."""
-    rows = conn.execute(
-        sa.select(sequences.c.client_id, sa.func.count(), sa.func.max(sequences.c.detected_at))
-        .where(sequences.c.session_start >= ts(now - REPEAT_WINDOW), sequences.c.client_id != "",
-               sa.or_(sequences.c.closed_reason.is_(None), sequences.c.closed_reason.not_in(NOT_A_MISS)))
-        .group_by(sequences.c.client_id).having(sa.func.count() >= 2)).all()
     out = []
-    for client_id, count, latest in rows:
-        if last is None or latest > ts(last):
+    for client_id, (count, latest) in sorted(_misses(conn, now).items()):
+        if last is None or latest > (ts(last) or ""):
             latest_row = conn.execute(sa.select(sequences).where(sequences.c.client_id == client_id)
                                       .order_by(sequences.c.detected_at.desc())).mappings().first()
             out.append(f"{_client(engine, latest_row).name}: {count} missed or cancelled sessions in 60 days")

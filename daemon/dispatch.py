@@ -14,10 +14,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from connectors.channels.base import Channel
-from daemon import followups, messages
+from daemon import followups, messages, planning, rules
 from daemon import sessions as session_store
+from daemon.cadence import gap_before
+from daemon.clients import BLOCKED_BY_DIRECTORY
 from daemon.errors import ChannelError, TemplateError
-from daemon.model import Client
+from daemon.model import OPEN_STATES, Client
 from daemon.store import calendars, dt, ts
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ HOLD = "hold"
 MAX_ATTEMPTS = 5
 SMS_PER_DAY, SMS_PER_WEEK = 1, 3
 STOPS_SEQUENCE = ("opted_out", "reached", "withdrawn", "rebooked", "dismissed")
+ON_TIME = timedelta(hours=1)   # a step that went within this of its due time went on time
 
 
 class Dispatcher:
@@ -127,6 +130,8 @@ class Dispatcher:
         if reason in STOPS_SEQUENCE:
             followups.stop(conn, step["sequence_id"], reason, now)
             log.info("follow-up %s stopped: %s", step["sequence_id"], reason)
+            if reason == "withdrawn":
+                planning.reconsider(self.engine, conn, step["client_id"], now)
         else:
             followups.skip(conn, step["id"], reason, now)
             followups.close_if_done(conn, step["sequence_id"], now)
@@ -138,19 +143,11 @@ class Dispatcher:
 
     def _stop_reason(self, conn: Any, step: Any, client: Client, channel: Channel, now: datetime) -> str | None:
         """Re-check the trigger and the stop conditions against the latest snapshot."""
-        detected = dt(step["detected_at"])
-        start = dt(step["session_start"])
-        assert detected is not None and start is not None
-        if client.do_not_contact or followups.opted_out(conn, client.id, channel.medium):
-            return "opted_out"
-        flag = followups.client_flag(conn, client.id)
-        session = session_store.get(conn, step["calendar"], step["session_key"])
-        if (flag and flag["reached_at"] and flag["reached_at"] >= step["detected_at"]) or (session and session.reached):
-            return "reached"
-        if session is None or self._withdrawn(step["trigger"], session):
-            return "withdrawn"
-        if self._rebooked(conn, step, client, start, detected):
-            return "rebooked"
+        reason = self._no_longer_wanted(conn, step, client, channel, now)
+        if reason:
+            return reason
+        if self._protected(conn, step, client, now):
+            return HOLD
         cal = conn.execute(calendars.select().where(calendars.c.name == step["calendar"])).mappings().first()
         if cal is not None and cal["degraded"]:
             log.info("step %s held: calendar %s is degraded", step["id"], step["calendar"])
@@ -159,6 +156,62 @@ class Dispatcher:
         assert due is not None
         if now - due > self.config.cadence.max_lateness.approx:
             return "too_late"
+        if self._keeps_spacing(conn, step, now):
+            return HOLD
+        return self._channel_limits(conn, step, client, channel, now)
+
+    def _no_longer_wanted(self, conn: Any, step: Any, client: Client, channel: Channel,
+                          now: datetime) -> str | None:
+        """opted_out, reached, withdrawn (the trigger no longer holds) or rebooked, else None."""
+        if client.do_not_contact or followups.opted_out(conn, client.id, channel.medium):
+            return "opted_out"
+        flag = followups.client_flag(conn, client.id)
+        session = session_store.get(conn, step["calendar"], step["session_key"])
+        if (flag and flag["reached_at"] and flag["reached_at"] >= step["detected_at"]) or (session and session.reached):
+            return "reached"
+        if rules.trigger_withdrawn(followups.missed_of(step), session, now):
+            return "withdrawn"
+        if planning.rebooked(conn, step, self.config.detection.rebook_window.approx):
+            return "rebooked"
+        return None
+
+    def _protected(self, conn: Any, step: Any, client: Client, now: datetime) -> bool:
+        """A client directory entry that cannot be read names this client, or the session no
+        longer tells whose it is: hold, tell the therapist (never contact on a guess)."""
+        entry = self.engine.directory.rejected_protecting(client)
+        session = session_store.get(conn, step["calendar"], step["session_key"])
+        unclear = session is not None and session.present and session.client_id is None \
+            and not session.ambiguous.startswith(BLOCKED_BY_DIRECTORY)   # that one is checked live, above
+        if entry is None and not unclear:
+            return False
+        why = entry.attention() if entry is not None else (session.ambiguous if session else "") or "no client"
+        self.store.report(conn, now, "ambiguous", step["calendar"], step["session_key"],
+                          f"{step['trigger']} on {step['session_start']}: {why}")
+        log.warning("step %s held: it is not clear the session is still this client's", step["id"])
+        return True
+
+    def _keeps_spacing(self, conn: Any, step: Any, now: datetime) -> bool:
+        """Call first, the email a gap later: a step waits while the one before it has not
+        gone, and until the cadence's gap after it when it went out late (downtime)."""
+        before = followups.previous_step(conn, step["sequence_id"], step["n"])
+        if before is None or before["state"] not in OPEN_STATES + ("sent", "uncertain"):
+            return False
+        if before["state"] in OPEN_STATES:
+            log.info("step %s waits: step %d has not gone yet", step["id"], before["n"])
+            return True
+        went, was_due, start = dt(before["finished_at"]), dt(before["due_at"]), dt(step["session_start"])
+        assert went is not None and was_due is not None and start is not None
+        if went - was_due <= ON_TIME:
+            return False
+        p = self.config.practice
+        earliest = p.working_hours.next_open(went + gap_before(self.config, start, step["n"]), p.timezone)
+        if now >= earliest:
+            return False
+        followups.postpone(conn, step["id"], earliest)
+        log.info("step %s postponed to %s: step %d went out late", step["id"], ts(earliest), before["n"])
+        return True
+
+    def _channel_limits(self, conn: Any, step: Any, client: Client, channel: Channel, now: datetime) -> str | None:
         if messages.contact_missing(channel, client):
             return "no_contact_details"
         if channel.medium == "sms" and self._over_sms_cap(conn, client, now):
@@ -191,21 +244,6 @@ class Dispatcher:
         day = followups.sent_since(conn, client.id, "phone", now - timedelta(days=1))
         week = followups.sent_since(conn, client.id, "phone", now - timedelta(days=7))
         return day >= SMS_PER_DAY or week >= SMS_PER_WEEK
-
-    @staticmethod
-    def _withdrawn(trigger: str, session: Any) -> bool:
-        if trigger == "no_show":
-            return not session.present or not session.no_show or session.status != "active"
-        return session.present and session.status == "active"
-
-    def _rebooked(self, conn: Any, step: Any, client: Client, start: datetime, detected: datetime) -> bool:
-        if step["trigger"] == "no_show":
-            if step["n"] == 1:
-                return False   # a no-show always gets its first, well-being step
-            return session_store.booked_after(conn, client.id, start, exclude=(step["calendar"], step["session_key"]))
-        window = self.config.detection.rebook_window.approx
-        return session_store.booked_after(conn, client.id, start, exclude=(step["calendar"], step["session_key"]),
-                                          until=start + window, seen_after=detected)
 
     # -- hand-off -------------------------------------------------------------------------
     def _send(self, step: Any, message: Any, channel: Channel, now: datetime) -> None:

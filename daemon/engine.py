@@ -239,7 +239,7 @@ class Engine:
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             first_seen_at=row["first_seen_at"] or ts(now)))
         self._calendar_ok(conn, name, now, result.state, row)
-        planned = sum(self._plan(conn, t, now) for t in outcome.triggers)
+        planned = self._plan(conn, name, outcome.triggers, now)
         return PollResult(name, True, triggers=planned)
 
     def _accept_held(self, conn: Any, name: str, row: dict[str, Any], outcome: Any, now: datetime) -> bool:
@@ -280,11 +280,12 @@ class Engine:
         return PollResult(name, False, error=reason, degraded=reason)
 
     # -- planning -----------------------------------------------------------------------
-    def _plan(self, conn: Any, trigger: Trigger, now: datetime) -> int:
-        """Start a follow-up for a trigger, or record why not (daemon.planning)."""
-        from daemon.planning import start_follow_up
+    def _plan(self, conn: Any, calendar: str, triggers: list[Trigger], now: datetime) -> int:
+        """Review the calendar's open follow-ups, then start one per trigger or record why not
+        (daemon.planning)."""
+        from daemon.planning import after_poll
 
-        return start_follow_up(self, conn, trigger, now)
+        return after_poll(self, conn, calendar, triggers, now)
 
     def client_of(self, client_id: str, name: str = "", email: str = "") -> Client:
         """The directory's current entry, or the attendee the session named."""

@@ -10,7 +10,8 @@ from sqlalchemy.engine import Connection
 
 from daemon.cadence import PlannedStep
 from daemon.model import OPEN_STATES, Trigger
-from daemon.store import client_flags, sequences, steps, ts
+from daemon.rules import Missed
+from daemon.store import client_flags, dt, sequences, steps, ts
 
 JOINED = [*steps.c, sequences.c.calendar, sequences.c.session_key, sequences.c.session_start,
           sequences.c.trigger, sequences.c.client_id, sequences.c.client_name, sequences.c.client_email,
@@ -21,9 +22,19 @@ def exists(conn: Connection, seq_id: str) -> bool:
     return conn.execute(sa.select(sequences.c.id).where(sequences.c.id == seq_id)).first() is not None
 
 
+def missed_of(row: Any) -> Missed:
+    """The missed session a sequence (or a step joined with it) is about."""
+    start, detected = dt(row["session_start"]), dt(row["detected_at"])
+    assert start is not None and detected is not None
+    return Missed(calendar=row["calendar"], key=row["session_key"], start=start, kind=row["trigger"],
+                  detected_at=detected, client_id=row["client_id"] or "")
+
+
 def create(conn: Connection, trigger: Trigger, seq_id: str, planned: list[PlannedStep], now: datetime,
-           *, closed_reason: str | None = None, skip_reason: str | None = None) -> None:
-    """Insert a sequence and its steps in one go (``closed_reason``: recorded, not followed up)."""
+           *, closed_reason: str | None = None, skip_reason: str | None = None,
+           skipped: dict[int, str] | None = None) -> None:
+    """Insert a sequence and its steps in one go (``closed_reason``: recorded, not followed up;
+    ``skipped``: step number → reason for steps planned as already skipped)."""
     conn.execute(sequences.insert().values(
         id=seq_id, calendar=trigger.calendar, session_key=trigger.session_key,
         session_start=ts(trigger.session_start), trigger=trigger.kind,
@@ -33,25 +44,86 @@ def create(conn: Connection, trigger: Trigger, seq_id: str, planned: list[Planne
         closed_reason=closed_reason or skip_reason))
     if closed_reason:
         return
-    rows = [{"id": p.id, "sequence_id": seq_id, "n": p.n, "channel": p.channel, "template": p.template,
-             "due_at": ts(p.due_at), "state": "skipped" if skip_reason else "planned",
-             "reason": skip_reason, "attempts": 0, "finished_at": ts(now) if skip_reason else None}
-            for p in planned]
+    _insert_steps(conn, seq_id, planned, now, skip_reason, skipped or {})
+    if skipped and not skip_reason:
+        close_if_done(conn, seq_id, now)
+
+
+def _insert_steps(conn: Connection, seq_id: str, planned: list[PlannedStep], now: datetime,
+                  skip_reason: str | None, skipped: dict[int, str]) -> None:
+    rows = []
+    for p in planned:
+        reason = skip_reason or skipped.get(p.n)
+        rows.append({"id": p.id, "sequence_id": seq_id, "n": p.n, "channel": p.channel, "template": p.template,
+                     "due_at": ts(p.due_at), "state": "skipped" if reason else "planned",
+                     "reason": reason, "attempts": 0, "finished_at": ts(now) if reason else None})
     if rows:
         conn.execute(steps.insert(), rows)
 
 
-def for_session(conn: Connection, calendar: str, session_key: str) -> bool:
-    """Whether any follow-up (whatever its trigger) was already started for this session."""
+def reopen(conn: Connection, seq_id: str, planned: list[PlannedStep], now: datetime, *,
+           skip_reason: str | None = None, skipped: dict[int, str] | None = None) -> None:
+    """Start a sequence that was recorded closed (merged) after all: plan its steps now."""
+    conn.execute(sequences.update().where(sequences.c.id == seq_id).values(
+        closed_at=ts(now) if skip_reason else None, closed_reason=skip_reason))
+    _insert_steps(conn, seq_id, planned, now, skip_reason, skipped or {})
+    if not skip_reason:
+        close_if_done(conn, seq_id, now)
+
+
+def for_session(conn: Connection, calendar: str, session_key: str, *, exclude: str = "") -> bool:
+    """Whether this session was already followed up (steps planned, not withdrawn) under
+    another trigger."""
+    followed = sa.select(steps.c.id).where(steps.c.sequence_id == sequences.c.id).exists()
     return conn.execute(sa.select(sequences.c.id).where(
-        sequences.c.calendar == calendar, sequences.c.session_key == session_key,
-        sequences.c.closed_reason.is_distinct_from("ambiguous"))).first() is not None
+        sequences.c.calendar == calendar, sequences.c.session_key == session_key, sequences.c.id != exclude,
+        sequences.c.closed_reason.is_distinct_from("withdrawn"), followed)).first() is not None
 
 
-def open_for_client(conn: Connection, client_id: str) -> str | None:
+def open_for_client(conn: Connection, client_id: str, *, exclude: str = "") -> str | None:
     row = conn.execute(sa.select(sequences.c.id).where(
-        sequences.c.client_id == client_id, sequences.c.closed_at.is_(None))).first()
+        sequences.c.client_id == client_id, sequences.c.closed_at.is_(None), sequences.c.id != exclude)).first()
     return row[0] if row else None
+
+
+def sequence(conn: Connection, seq_id: str) -> Any:
+    return conn.execute(sa.select(sequences).where(sequences.c.id == seq_id)).mappings().first()
+
+
+def open_on_calendar(conn: Connection, calendar: str) -> list[Any]:
+    return list(conn.execute(sa.select(sequences).where(
+        sequences.c.calendar == calendar, sequences.c.closed_at.is_(None))).mappings().all())
+
+
+def merged_for_client(conn: Connection, client_id: str) -> list[Any]:
+    """Sequences recorded but not started because another follow-up of the client was open."""
+    return list(conn.execute(sa.select(sequences).where(
+        sequences.c.client_id == client_id, sequences.c.closed_reason == "merged")
+        .order_by(sequences.c.session_start, sequences.c.id)).mappings().all())
+
+
+def delivered_in_withdrawn(conn: Connection, client_id: str) -> list[Any]:
+    """Steps that reached (or may have reached) the client under follow-ups since withdrawn:
+    rows with ``n``, ``channel`` and the withdrawn sequence's ``session_start``."""
+    return list(conn.execute(
+        sa.select(steps.c.n, steps.c.channel, sequences.c.session_start)
+        .join(sequences, steps.c.sequence_id == sequences.c.id)
+        .where(sequences.c.client_id == client_id, sequences.c.closed_reason == "withdrawn",
+               steps.c.state.in_(("sent", "uncertain")))).mappings().all())
+
+
+def set_session_start(conn: Connection, seq_id: str, start: datetime) -> None:
+    """The therapist corrected the missed session's date: messages name the new one."""
+    conn.execute(sequences.update().where(sequences.c.id == seq_id).values(session_start=ts(start)))
+
+
+def previous_step(conn: Connection, seq_id: str, n: int) -> Any:
+    return conn.execute(sa.select(steps).where(steps.c.sequence_id == seq_id, steps.c.n == n - 1)).mappings().first()
+
+
+def postpone(conn: Connection, step_id: str, due_at: datetime) -> None:
+    """A planned step waits until ``due_at`` (the cadence's spacing after the step before it)."""
+    conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned").values(due_at=ts(due_at)))
 
 
 def open_sequences(conn: Connection, client_id: str) -> list[str]:

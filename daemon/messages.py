@@ -35,7 +35,8 @@ def build(step: Any, client: Client, channel: Channel, config: Config, templates
     ctx = context_for(client, session_start, step["trigger"], tz=p.timezone, locale=p.locale,
                       therapist=p.therapist, practice=p.name, practice_phone=p.phone,
                       rebooking_link=p.rebooking_link)
-    rendered = templates.render(step["template"], ctx)
+    rendered = templates.render(step["template"], ctx,
+                                audience="therapist" if channel.medium == "call-task" else "client")
     sender = config.email.common.sender
     base = dict(step_id=step["id"], sequence_id=step["sequence_id"], message_id=message_id(step["id"], sender),
                 due_at=dt(step["due_at"]), reply_to=config.email.common.reply_to or p.therapist_email)

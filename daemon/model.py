@@ -66,6 +66,7 @@ class SessionRow:
     first_seen_at: datetime | None = None
     last_seen_at: datetime | None = None
     cancelled_at: datetime | None = None
+    booked_at: datetime | None = None   # when its event first appeared; None: there at the first read
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from daemon import rules
 from daemon.model import SessionRow
+from daemon.rules import Missed
 from daemon.store import dt, sessions, ts
 
 
@@ -19,7 +21,7 @@ def _from_db(r: Any) -> SessionRow:
         status=r.status, client_id=r.client_id, client_name=r.client_name or "",
         client_email=r.client_email or "", ambiguous=r.ambiguous or "", no_show=bool(r.no_show),
         reached=bool(r.reached), present=bool(r.present), first_seen_at=dt(r.first_seen_at),
-        last_seen_at=dt(r.last_seen_at), cancelled_at=dt(r.cancelled_at))
+        last_seen_at=dt(r.last_seen_at), cancelled_at=dt(r.cancelled_at), booked_at=dt(r.booked_at))
 
 
 def _to_db(row: SessionRow) -> dict[str, Any]:
@@ -28,7 +30,8 @@ def _to_db(row: SessionRow) -> dict[str, Any]:
             "client_name": row.client_name, "client_email": row.client_email,
             "ambiguous": row.ambiguous, "no_show": row.no_show, "reached": row.reached,
             "present": row.present, "first_seen_at": ts(row.first_seen_at),
-            "last_seen_at": ts(row.last_seen_at), "cancelled_at": ts(row.cancelled_at)}
+            "last_seen_at": ts(row.last_seen_at), "cancelled_at": ts(row.cancelled_at),
+            "booked_at": ts(row.booked_at)}
 
 
 def load(conn: Connection, calendar: str) -> dict[str, SessionRow]:
@@ -60,22 +63,7 @@ def for_client(conn: Connection, client_id: str) -> list[SessionRow]:
     return [_from_db(r) for r in rows]
 
 
-def booked_after(conn: Connection, client_id: str, after: datetime, *, exclude: tuple[str, str],
-                 until: datetime | None = None, seen_after: datetime | None = None) -> bool:
-    """Whether the client has an active, present session starting after ``after``.
-
-    ``until`` bounds the start; ``seen_after`` instead accepts any session first
-    seen after that instant (a booking made since).
-    """
-    for s in for_client(conn, client_id):
-        if (s.calendar, s.key) == exclude or not s.present or s.status != "active" or s.no_show:
-            continue
-        if s.start <= after:
-            continue
-        if until is None and seen_after is None:
-            return True
-        if until is not None and s.start <= until:
-            return True
-        if seen_after is not None and s.first_seen_at is not None and s.first_seen_at > seen_after:
-            return True
-    return False
+def coming_back(conn: Connection, client_id: str, missed: Missed, rebook_window: timedelta) -> SessionRow | None:
+    """The client's session (on any calendar) that shows they are coming back after
+    ``missed`` (``daemon.rules.coming_back``), else None."""
+    return rules.coming_back(missed, for_client(conn, client_id), rebook_window)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = sa.MetaData()
 
 meta = sa.Table("meta", metadata,
@@ -59,6 +59,7 @@ sessions = sa.Table(
     sa.Column("first_seen_at", sa.String(40)),
     sa.Column("last_seen_at", sa.String(40)),
     sa.Column("cancelled_at", sa.String(40)),
+    sa.Column("booked_at", sa.String(40)),   # schema 3: when its event first appeared; NULL: there at the first read
     sa.Index("ix_sessions_client", "client_id"),
 )
 
@@ -280,5 +281,17 @@ def _add_column(table: str, column: str, ddl: str) -> Any:
     return upgrade
 
 
+def _booked_at(conn: Connection) -> None:
+    """Schema 3: each session's ``booked_at`` is when its event (UID) was first seen on its
+    calendar; sessions of events already there at the calendar's first read get NULL."""
+    _add_column("sessions", "booked_at", "VARCHAR(40)")(conn)
+    conn.exec_driver_sql(
+        "UPDATE sessions SET booked_at = (SELECT MIN(s2.first_seen_at) FROM sessions s2 "
+        "WHERE s2.calendar = sessions.calendar AND s2.uid = sessions.uid)")
+    conn.exec_driver_sql(
+        "UPDATE sessions SET booked_at = NULL WHERE booked_at IS NULL OR booked_at <= "
+        "(SELECT c.first_seen_at FROM calendars c WHERE c.name = sessions.calendar)")
+
+
 # version → function(conn) that brings the previous version up to it
-UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT")}
+UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT"), 3: _booked_at}

@@ -29,6 +29,7 @@ from typing import Callable
 
 from daemon.config import Config
 from daemon.errors import UserError
+from daemon.template_sandbox import client_facing_problems
 from daemon.templates import (Templates, copy_defaults, defaults_dir, render_text, sample_context,
                               split_subject, validate_text)
 
@@ -44,6 +45,11 @@ class Usage:
     steps: list[str]
     email: bool
     sms: bool
+
+    @property
+    def client_facing(self) -> bool:
+        """Sent to the client (email or SMS): call-task-only variables are refused."""
+        return self.email or self.sms
 
 
 def usage(cfg: Config, name: str) -> Usage:
@@ -83,6 +89,8 @@ def check_edit(cfg: Config, name: str, texts: dict[Path, str]) -> tuple[list[str
     problems: list[str] = []
     for path, text in texts.items():
         problems += validate_text(text, str(path))
+        if use.client_facing:
+            problems += client_facing_problems(text, str(path))
     if problems:
         return problems, []
     txt_path = next(p for p in texts if p.suffix == ".txt")

@@ -48,8 +48,8 @@ _require_jinja(jinja2.__version__)
 
 ALLOWED = {
     "client_first_name": "the client's first name",
-    "client_name": "the client's full name (call tasks only: it never appears in a subject)",
-    "client_phone": "the client's phone number (call tasks)",
+    "client_name": "the client's full name (call tasks only: never in a message to the client)",
+    "client_phone": "the client's phone number (call tasks only: never in a message to the client)",
     "session_date": "the missed session's date, e.g. 'Tuesday, March 3'",
     "session_time": "the missed session's start time, e.g. '10:00 AM'",
     "session_weekday": "the weekday of the missed session",
@@ -60,6 +60,7 @@ ALLOWED = {
     "practice_phone": "the practice's phone number (may be empty)",
     "rebooking_link": "where the client can book again (may be empty)",
 }
+CALL_TASK_ONLY = frozenset({"client_name", "client_phone"})   # the therapist's, never the client's
 FILTERS = frozenset({"default", "d", "upper", "lower", "title", "capitalize", "trim", "replace",
                      "truncate", "wordwrap", "center", "indent", "e", "escape", "length", "count",
                      "first", "last", "string"})
@@ -252,6 +253,24 @@ def _problem(node: nodes.Node, assigned: set[str]) -> str | None:
     if isinstance(node, nodes.Assign) and not isinstance(node.target, nodes.Name):
         return "'set' takes one name"
     return None
+
+
+def client_facing_problems(source: str, filename: str) -> list[str]:
+    """Uses of the call-task-only variables in a template sent to the client (email, SMS),
+    each with ``file:line`` and the part (subject or message).  A message to the client never
+    carries their full name or phone number: a shared inbox or lock screen shows it to others."""
+    try:
+        tree = environment().parse(source, filename=filename)
+    except TemplateSyntaxError:
+        return []            # check_source reports it
+    subject = source.split("\n", 1)[0].lower().startswith("subject:") and not filename.endswith(".html")
+    out = []
+    for node in tree.find_all(nodes.Name):
+        if node.ctx == "load" and node.name in CALL_TASK_ONLY:
+            part = "the subject" if subject and node.lineno == 1 else "the message"
+            out.append(f"{filename}:{node.lineno}: '{node.name}' is for call tasks only and cannot be "
+                       f"in {part} of a template sent to the client")
+    return list(dict.fromkeys(out))
 
 
 def _name_problem(node: nodes.Name, assigned: set[str]) -> str | None:

@@ -18,8 +18,8 @@ from babel.dates import format_date, format_datetime, format_time
 
 from daemon.errors import TemplateError
 from daemon.model import Client
-from daemon.template_sandbox import (ALLOWED, MAX_OUTPUT, MAX_SECONDS, SandboxEnv, check_source,
-                                     environment, sandboxed_render)
+from daemon.template_sandbox import (ALLOWED, CALL_TASK_ONLY, MAX_OUTPUT, MAX_SECONDS, SandboxEnv, check_source,
+                                     client_facing_problems, environment, sandboxed_render)
 
 __all__ = ["ALLOWED", "MAX_OUTPUT", "MAX_SECONDS", "Rendered", "Source", "Templates", "context_for",
            "copy_defaults", "defaults_dir", "environment", "render_text", "sample_context",
@@ -74,25 +74,37 @@ class Templates:
                  for p in base.glob("*.txt")}
         return sorted(found)
 
-    def validate(self, name: str) -> list[str]:
-        """Every problem of template ``name`` (syntax, unknown variables, forbidden constructs)."""
+    def validate(self, name: str, *, client_facing: bool = False) -> list[str]:
+        """Every problem of template ``name`` (syntax, unknown variables, forbidden constructs,
+        and with ``client_facing`` the call-task-only variables)."""
         try:
             src = self.locate(name)
             problems = []
             for path in filter(None, (src.text_path, src.html_path)):
                 problems.extend(validate_text(_read(path), str(path)))
+                if client_facing:
+                    problems.extend(client_facing_problems(_read(path), str(path)))
             if not problems:
                 self.render(name, sample_context())
         except TemplateError as exc:
             return exc.problems or [str(exc)]
         return problems
 
-    def render(self, name: str, context: dict[str, str]) -> Rendered:
-        """Render template ``name``; raises TemplateError (only) naming file and line."""
+    def render(self, name: str, context: dict[str, str], *, audience: str = "therapist") -> Rendered:
+        """Render template ``name``; raises TemplateError (only) naming file and line.
+
+        For ``audience="client"`` every part (subject and text, HTML) is refused when it uses
+        a call-task-only variable, and those values are not even in the context."""
         src = self.locate(name)
-        raw = render_text(_read(src.text_path), str(src.text_path), context, env=self.env)
+        texts = {path: _read(path) for path in filter(None, (src.text_path, src.html_path))}
+        if audience == "client":
+            problems = [p for path, text in texts.items() for p in client_facing_problems(text, str(path))]
+            if problems:
+                raise TemplateError(f"template '{name}' cannot be sent to a client", problems)
+            context = {k: v for k, v in context.items() if k not in CALL_TASK_ONLY}
+        raw = render_text(texts[src.text_path], str(src.text_path), context, env=self.env)
         subject, text = split_subject(raw)
-        html = (render_text(_read(src.html_path), str(src.html_path), context, escape=True, env=self.env)
+        html = (render_text(texts[src.html_path], str(src.html_path), context, escape=True, env=self.env)
                 if src.html_path else None)
         return Rendered(subject, text, html)
 

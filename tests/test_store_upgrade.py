@@ -55,3 +55,31 @@ def test_state_file_is_private(tmp_path):
     Store(f"sqlite:///{tmp_path}/new/state.db").close()
     assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "new" / "state.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_upgrade_from_schema_2_dates_each_booking_by_its_event(tmp_path, capsys):
+    """Sessions of events there at the first read get no booking date (not new bookings);
+    a later one-off gets the time its event was first seen."""
+    from tests.conftest import make_practice
+    from tests.stories_rules import session, team
+
+    practice = make_practice(tmp_path / "p")
+    old, later = session("j1", 10, 10, "Jane Doe"), session("o1", 20, 15, "Omar Haddad")
+    practice.calendar([team(), old])
+    practice.once(local(2026, 11, 2, 8))
+    practice.calendar([team(), old, later])
+    practice.once(local(2026, 11, 4, 8))
+    db = practice.root / "state.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:                              # make it look like version 2
+        conn.exec_driver_sql("ALTER TABLE sessions DROP COLUMN booked_at")
+        conn.exec_driver_sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    engine.dispose()
+    Store(f"sqlite:///{db}").close()
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        booked = dict(conn.exec_driver_sql("SELECT key, booked_at FROM sessions").all())
+        version = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar_one()
+    engine.dispose()
+    assert version == "3" == str(SCHEMA_VERSION)
+    assert booked == {"j1": None, "o1": "2026-11-04T13:00:00.000000Z"}
