@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import CLIENTS
 from tests.stories_rules import (JANE, OMAR, THERAPIST, add_calendar, attention, call_tasks, directory, journal,
                                  local, on, put, session, team, weekly)
@@ -40,6 +42,7 @@ def test_a_bad_phone_in_a_row_protects_its_alias_in_a_weekly_series(practice, ca
     assert "clients.csv:2" in attention(practice, capsys)
 
 
+@pytest.mark.shows_client_data  # the status table / check output is for the therapist
 def test_a_rejected_row_on_a_second_calendar_blocks_only_its_person(practice, capsys):
     """Omar's row names an unknown channel; his session on the group calendar, invited at another
     address, is held back while Jane's no-show on the main calendar is followed up as usual."""
@@ -78,6 +81,7 @@ def test_a_rejected_row_that_names_a_clients_phone_protects_that_client(practice
     assert "clients.csv:8" in attention(practice, capsys)
 
 
+@pytest.mark.shows_client_data  # the status table / check output is for the therapist
 def test_a_row_that_becomes_unreadable_holds_the_next_step_until_fixed(practice, capsys):
     jane = session("j1", 3, 10, "Jane Doe")
     practice.calendar([team(), jane])
@@ -149,6 +153,7 @@ def test_unreadable_vcard_entries_protect_the_people_they_name(practice, capsys)
     assert "clients.vcf:7" in needs and "clients.vcf:13" in needs and "END:VCARD" in needs
 
 
+@pytest.mark.shows_client_data  # the status table / check output is for the therapist
 def test_check_names_values_no_channel_can_carry(practice, capsys):
     directory(practice, 'Jane Doe,,jane.doe.ü@example.com,+1 555 010 0201,,false\n'
                         '"Omar\nHaddad",,omar.h@example.org,,,false\n'

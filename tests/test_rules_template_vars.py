@@ -27,6 +27,7 @@ def _template(practice, name: str, text: str) -> Path:
     return folder / name
 
 
+@pytest.mark.shows_client_data  # the status table / check output is for the therapist
 def test_a_full_name_in_the_email_subject_is_refused_by_check_and_never_sent(practice, capsys):
     path = _template(practice, "email_followup.txt", NAMED_SUBJECT)
     capsys.readouterr()
