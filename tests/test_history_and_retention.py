@@ -54,7 +54,7 @@ def test_unknown_client_is_a_clear_error(practice, capsys):
     assert practice.cli("reached", "Nobody Here") == 2
     assert "Nobody Here" in capsys.readouterr().err
     assert practice.cli("reached", "Chris Park") == 2
-    assert "several clients" in capsys.readouterr().err
+    assert "fits 2 clients" in capsys.readouterr().err
 
 
 def test_retention_purges_closed_follow_ups(practice, capsys):

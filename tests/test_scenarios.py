@@ -28,7 +28,7 @@ def test_no_show_gets_call_then_email_then_stops(practice, capsys):
     assert practice.mails() == []
     practice.once(local(2026, 11, 4, 10, 5))
     tasks = practice.mails_to(THERAPIST)
-    assert len(tasks) == 1 and "Call Jane D." in tasks[0] and "+15550100201" in tasks[0]
+    assert len(tasks) == 1 and "Subject: Call Jane\n" in tasks[0] and "Phone: (555) 010-0201" in tasks[0]
     assert practice.mails_to(JANE) == []
     practice.once(local(2026, 11, 10, 10, 5))
     emails = practice.mails_to(JANE)
