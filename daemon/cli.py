@@ -86,6 +86,7 @@ def _operator(sub: Any) -> None:
                      help="send it again at the next cycle (the stop conditions are checked first)")
     how.add_argument("--dismiss", dest="action", action="store_const", const="dismiss",
                      help="leave it: do not send it again")
+    resolve.add_argument("--now", metavar="ISO", help="record it, and plan a retry, at this instant (" + NOW_HELP + ")")
     history = _add(sub, "history", "contact log of a client for clinical records")
     history.add_argument("client", metavar="CLIENT", help=CLIENT_HELP)
     history.add_argument("--format", choices=("text", "csv", "json"), default="text",

@@ -145,7 +145,7 @@ def optin(args: argparse.Namespace) -> int:
 def resolve(args: argparse.Namespace) -> int:
     from daemon.actions import resolve as settle
 
-    engine = _engine(args, lock=False)
+    engine = _engine(args, lock=False, now=args.now)
     try:
         outcome = settle(engine, args.step_id, args.action, engine.clock.now())
     finally:

@@ -15,6 +15,7 @@ died.  SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the config.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import sqlalchemy as sa
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,10 +34,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon import config as config_module
-from daemon import sdnotify
+from daemon import libraries, sdnotify
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
 from daemon.errors import ConfigError, UserError
+from daemon.store import calendars
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class Service:
         self._wake = threading.Event()
         self._reload_requested = False
         self._busy_since: float | None = None
+        self._greeting: list[str] = []
 
     # -- life cycle --------------------------------------------------------------
     def start(self) -> None:
@@ -71,10 +75,13 @@ class Service:
         fix, anything else for a runtime failure; nothing is left running then.
         """
         config = config_module.load(self.config_path)
+        libraries.require(config)          # a missing library stops here: exit 2, never READY
         with self._lock:
             self._activate(config)
         sdnotify.notify(ready=True, status=self._summary())
         log.info("service ready: %d calendar(s)", len(config.calendars))
+        for line in self._greeting:
+            log.info("%s", line)
 
     def _activate(self, config: Config) -> None:
         """Open an engine for ``config`` and start its jobs; closes it on failure."""
@@ -85,6 +92,8 @@ class Service:
             check = getattr(engine, "check_ready", None)
             if check is not None:
                 check()
+            if self.engine is None and not self._greeting:   # before the first poll changes the store
+                self._greeting = _announce(config, engine)
             scheduler = self._build_scheduler(config, engine)
             scheduler.start()
         except BaseException:
@@ -148,6 +157,7 @@ class Service:
         from daemon.engine import Engine
 
         try:
+            libraries.require(config)
             engine = Engine(config, clock=self.clock, acquire_lock=False)
         except Exception as exc:
             return exc
@@ -307,6 +317,33 @@ def run_service(config_path: Path, *, debug: bool = False,
     except Exception as exc:
         sdnotify.notify(status=f"failed: {type(exc).__name__}")
         raise
+
+
+def _announce(config: Config, engine: Any) -> list[str]:
+    """What a newcomer wants to know at start: what runs, where state and messages go, how to stop."""
+    from daemon.engine import state_dir
+    from daemon.status import polled_ahead
+
+    where = config.store.url and engine.store.safe_url or str(config.resolve(config.store.path))
+    lines = [f"watching {len(config.calendars)} calendar(s): "
+             + ", ".join(f"{c.name} ({c.kind})" for c in config.calendars)
+             + f"; state in {where}; state folder {state_dir(config)}"]
+    if config.email.backend == "outbox":
+        lines.append(f"messages are written as .eml files into {config.resolve(config.email.options.outbox)} "
+                     "(nothing leaves this machine)")
+    else:
+        lines.append(f"email is sent through {config.email.backend}; phone step: {config.phone.backend}")
+    if engine.dry_run:
+        lines.append("DRY RUN: nothing is sent")
+    with engine.store.transaction() as conn:
+        first = not conn.execute(sa.select(calendars.c.name).where(calendars.c.first_seen_at.is_not(None))).first()
+    if first:
+        lines.append("first start: the calendars are read now and only noted; nothing that already "
+                     "happened is followed up")
+    lines += polled_ahead(engine)
+    managed = bool(os.environ.get("INVOCATION_ID") or os.environ.get("NOTIFY_SOCKET"))
+    lines.append("stop with: systemctl stop welcomeback" if managed else "stop with Ctrl+C")
+    return lines
 
 
 def _default_tick() -> float:

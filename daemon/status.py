@@ -127,7 +127,7 @@ def render_preview(config: Config, template: str, client_name: str | None,
     from daemon.actions import exact_in
     from daemon.clock import SystemClock
     from daemon.store import ts
-    from daemon.templates import SAMPLE_SESSION, Templates, sample_client, when
+    from daemon.templates import SAMPLE_SESSION, Templates, sample_client, sample_context, when
 
     p = config.practice
     templates = Templates(config.resolve(config.templates.folder))
@@ -142,7 +142,9 @@ def render_preview(config: Config, template: str, client_name: str | None,
         note = f"preview for {client.name}, as if the appointment just now was {_TRIGGER_WORDS[trigger]}"
     step = {"id": "preview", "sequence_id": "preview", "session_start": ts(start), "due_at": ts(start),
             "trigger": trigger, "template": template}
-    message = messages.build_for(step, client, _medium(config, template), config, templates)
+    medium = _medium(config, template) or ("email" if templates.render(template, sample_context()).subject
+                                           else "sms")
+    message = messages.build_for(step, client, medium, config, templates)
     out = [f"Subject: {message.subject}", "", message.text.rstrip()]
     if message.html:
         out += ["", "--- HTML ---", message.html.rstrip()]
@@ -153,12 +155,14 @@ _TRIGGER_WORDS = {"no_show": "missed (a no-show)", "late_cancel": "cancelled at 
                   "cancelled": "cancelled"}
 
 
-def _medium(config: Config, template: str) -> str:
-    """How the cadence sends ``template`` (an email unless a phone step uses it)."""
+def _medium(config: Config, template: str) -> str | None:
+    """How the cadence sends ``template``; None when no step uses it."""
     for step in config.cadence.steps:
-        if step.template == template and step.channel == "phone":
+        if step.template == template:
+            if step.channel == "email":
+                return "email"
             return {"twilio-sms": "sms"}.get(config.phone.backend, "call-task")
-    return "email"
+    return None
 
 
 def load_dir(config: Config) -> Any:

@@ -67,17 +67,24 @@ class Templates:
             raise TemplateError(f"'{name}' is not a template name (letters, digits, _ and -)")
         bases: tuple[tuple[Traversable, str], ...] = ((self.folder, "yours"), (defaults_dir(), "default"))
         for base, origin in bases:
-            text = base.joinpath(f"{name}.txt")
-            if text.is_file():
-                html = base.joinpath(f"{name}.html")
-                return Source(name, text, html if html.is_file() else None, origin)
+            text, html = base.joinpath(f"{name}.txt"), base.joinpath(f"{name}.html")
+            try:
+                if text.is_file():
+                    return Source(name, text, html if html.is_file() else None, origin)
+            except OSError as exc:    # e.g. a folder this user may not enter
+                raise TemplateError(f"{base}: cannot read the templates folder: "
+                                    f"{exc.strerror or type(exc).__name__}") from None
         raise TemplateError(f"template '{name}' not found: looked for {name}.txt in {self.folder} "
                             f"and in the packaged defaults ({defaults_dir()})")
 
     def names(self) -> list[str]:
-        bases: tuple[Traversable, ...] = (defaults_dir(), self.folder)
-        found = {item.name[:-len(".txt")] for base in bases if base.is_dir()
-                 for item in base.iterdir() if item.name.endswith(".txt")}
+        found: set[str] = set()
+        for base in (defaults_dir(), self.folder):
+            try:
+                if base.is_dir():
+                    found |= {item.name[:-len(".txt")] for item in base.iterdir() if item.name.endswith(".txt")}
+            except OSError:           # unreadable: locate() names the problem when it matters
+                continue
         return sorted(found)
 
     def validate(self, name: str) -> list[str]:
@@ -162,10 +169,16 @@ def when(moment: datetime, *, tz: tzinfo, locale: str) -> str:
     """A session time as people say it: "Monday, March 2 at 10:00 AM"."""
     loc = Locale.parse(locale)
     joint = AT_TIME.get(loc.language) or str(loc.datetime_formats.get("long", "{1}, {0}"))
-    time = format_time(moment.astimezone(tz), format="short", tzinfo=tz, locale=loc)
+    time = _plain(format_time(moment.astimezone(tz), format="short", tzinfo=tz, locale=loc))
     parts = {"{1}": spoken_date(moment, tz=tz, locale=locale), "{0}": time}
     return "".join(parts.get(piece, piece.strip("'"))
                    for piece in re.split(r"(\{[01]\}|'[^']*')", joint) if piece)
+
+
+def _plain(text: str) -> str:
+    """CLDR puts a narrow no-break space before AM/PM; a plain one reads the same, stays
+    7-bit in email and fits the GSM-7 alphabet of a text message."""
+    return text.replace("\u202f", " ").replace("\u00a0", " ")
 
 
 def readable_phone(number: str, region: str) -> str:
@@ -191,7 +204,7 @@ def context_for(client: Client, session_start: datetime, trigger: str, *, tz: tz
         "client_first_name": client.first_name, "client_name": client.name,
         "client_phone": readable_phone(client.phone, region),
         "session_date": spoken_date(local, tz=tz, locale=locale),
-        "session_time": format_time(local, format="short", tzinfo=tz, locale=locale),
+        "session_time": _plain(format_time(local, format="short", tzinfo=tz, locale=locale)),
         "session_weekday": format_datetime(local, format="EEEE", tzinfo=tz, locale=locale),
         "trigger": trigger, "therapist": therapist,
         "therapist_first_name": therapist.split()[0] if therapist.split() else therapist,
