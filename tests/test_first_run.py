@@ -45,20 +45,21 @@ def _env() -> dict[str, str]:
 
 def _run_until(folder: Path, command: str, wanted: str, timeout: float = 60) -> str:
     """Start the README's `run`, read its log until ``wanted`` appears, then Ctrl+C (SIGINT)."""
-    proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=folder, env=_env(), text=True,
+    proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=folder, env=_env(),
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     assert proc.stderr is not None
     seen, deadline = "", time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
+    with selectors.DefaultSelector() as sel:     # unbuffered reads: select() sees every byte
         sel.register(proc.stderr, selectors.EVENT_READ)
         while wanted not in seen and time.monotonic() < deadline and proc.poll() is None:
             if sel.select(timeout=0.5):
-                seen += proc.stderr.readline()
+                seen += os.read(proc.stderr.fileno(), 65536).decode("utf-8", "replace")
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, seen + (rest or "")
+    _, tail = proc.communicate(timeout=30)
+    rest = tail.decode("utf-8", "replace")
+    assert proc.returncode == 0, seen + rest
     assert wanted in seen, seen
-    return seen + (rest or "")
+    return seen + rest
 
 
 def test_the_readme_quick_start_shows_a_call_task(tmp_path) -> None:
