@@ -120,6 +120,7 @@ def run_demo(outbox: Path | None) -> int:
     config = config_mod.load(work / "config.toml")
     clock = FixedClock(STORY[0][0])
     seen: dict[str, tuple[str, str | None]] = {}
+    trouble: set[str] = set()
     print("welcomeback demo: three weeks at Riverside Counselling, in a few seconds of virtual time\n")
     for when, chapter, text in STORY:
         (work / "practice.ics").write_text(_calendar(chapter), encoding="utf-8")
@@ -130,17 +131,18 @@ def run_demo(outbox: Path | None) -> int:
             records = step_records(engine)
         finally:
             engine.close()
+        trouble |= {f"{r['state']} ({r['reason']})" for r in records if r["state"] in ("held", "failed", "uncertain")}
         print(f"{when.strftime('%a %d %b %H:%M')}  {text}")
         for line in _changes(records, seen):
             print(f"{'':19}→ {line}")
-    return _summary(out, seen)
+    return _summary(out, seen, trouble)
 
 
 def _toml(path: Path) -> str:
     return str(path).replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _summary(out: Path, seen: dict[str, tuple[str, str | None]]) -> int:
+def _summary(out: Path, seen: dict[str, tuple[str, str | None]], trouble: set[str]) -> int:
     """List the messages left; say plainly (and exit 1) when the story did not produce them all."""
     sent = [step_id for step_id, (state, _) in seen.items() if state == "sent"]
     left = [out / f"{re.sub(r'[^A-Za-z0-9._-]', '_', step_id)}.eml" for step_id in sent]
@@ -149,10 +151,8 @@ def _summary(out: Path, seen: dict[str, tuple[str, str | None]]) -> int:
     for path in left:
         print(f"  {path.name}")
     if len(left) != EXPECTED_MESSAGES:
-        stuck = sorted({f"{state} ({reason})" if reason else state for state, reason in seen.values()
-                        if state not in ("sent", "skipped")})
         print(f"\nThe demo did not work: {len(left)} message(s) instead of {EXPECTED_MESSAGES}"
-              + (f"; steps left {', '.join(stuck)}" if stuck else "") + ". Run `welcomeback check` "
+              + (f"; steps were {', '.join(sorted(trouble))}" if trouble else "") + ". Run `welcomeback check` "
               "on your own config, or `welcomeback --debug demo`, to see why.", file=sys.stderr)
         return 1
     print("\nRead them with any mail program, or: cat", out / "*.eml")
@@ -178,5 +178,6 @@ def _changes(records: list[dict], seen: dict[str, tuple[str, str | None]]) -> li
         elif r["state"] == "skipped":
             lines.append(f"{r['client']}: step {r['step']} ({what}) not sent: {r['reason']}")
         else:
-            lines.append(f"{r['client']}: step {r['step']} {r['state']} {r['reason'] or ''}")
+            lines.append(f"{r['client']}: step {r['step']} ({what}) {r['state']}"
+                         + (f" ({r['reason']})" if r["reason"] else "") + ": not sent")
     return lines

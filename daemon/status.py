@@ -98,14 +98,17 @@ def _table(engine: Any, records: list[dict[str, Any]], cals: Any, open_reports: 
                      f"step {r['step']} {r['channel']:<5} due {due} {r['state']}{reason}{marker}"
                      + (f"  [id {r['id']}]" if r["state"] in ("uncertain", "failed") else ""))
     attention = [r for r in open_reports if r["kind"] in ("ambiguous", "uncertain", "failed", "too_late",
-                                                          "paused", "template", "throttled", "held")]
+                                                          "paused", "template", "throttled")]
+    held = sorted({(r["reason"], r["detail"]) for r in records if r["state"] == "held" and r["reason"] != "template"})
     never = [name for name in engine.sources if not (known.get(name) or {}).get("last_ok_at")
              and not (known.get(name) or {}).get("degraded")]
-    if attention or never:
+    if attention or never or held:
         lines += ["", "Needs your attention:"]
         for name in never:
             lines.append(f"  {'never polled':<12} {name:<12} not read yet: start the service "
                          "(welcomeback run) or run `welcomeback once`")
+        for kind, detail in held:      # from the steps themselves: gone once they move on
+            lines.append(f"  {'held':<12} {'-':<12} {kind}: {detail}; fix it and the step goes out")
         for r in attention[-20:]:
             lines.append(f"  {r['kind']:<12} {r['calendar'] or '-':<12} {r['detail']}")
     if any(r["state"] in ("uncertain", "failed") for r in records):
