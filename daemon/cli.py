@@ -62,7 +62,8 @@ def _service(sub: Any) -> None:
     status.add_argument("--now", metavar="ISO", help="show what is due at this instant (" + NOW_HELP + ")")
     digest = _add(sub, "digest", "send the therapist today's digest now (at most once a day)")
     digest.add_argument("--now", metavar="ISO", help=NOW_HELP)
-    demo = _add(sub, "demo", "a scripted three-week story on sample data, in virtual time (sends nothing)")
+    demo = _add(sub, "demo", "a scripted three-week story on sample data, in virtual time (its messages "
+                "are .eml files; nothing leaves the machine)")
     demo.add_argument("--outbox", type=Path, metavar="DIR",
                       help="folder for the story's .eml messages (default: a new temporary folder)")
 

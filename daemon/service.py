@@ -15,7 +15,6 @@ died.  SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the config.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -26,7 +25,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import sqlalchemy as sa
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -38,7 +36,7 @@ from daemon import libraries, sdnotify
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
 from daemon.errors import ConfigError, UserError
-from daemon.store import calendars
+from daemon.status import startup_notes
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +91,7 @@ class Service:
             if check is not None:
                 check()
             if self.engine is None and not self._greeting:   # before the first poll changes the store
-                self._greeting = _announce(config, engine)
+                self._greeting = startup_notes(config, engine)
             scheduler = self._build_scheduler(config, engine)
             scheduler.start()
         except BaseException:
@@ -317,33 +315,6 @@ def run_service(config_path: Path, *, debug: bool = False,
     except Exception as exc:
         sdnotify.notify(status=f"failed: {type(exc).__name__}")
         raise
-
-
-def _announce(config: Config, engine: Any) -> list[str]:
-    """What a newcomer wants to know at start: what runs, where state and messages go, how to stop."""
-    from daemon.engine import state_dir
-    from daemon.status import polled_ahead
-
-    where = config.store.url and engine.store.safe_url or str(config.resolve(config.store.path))
-    lines = [f"watching {len(config.calendars)} calendar(s): "
-             + ", ".join(f"{c.name} ({c.kind})" for c in config.calendars)
-             + f"; state in {where}; state folder {state_dir(config)}"]
-    if config.email.backend == "outbox":
-        lines.append(f"messages are written as .eml files into {config.resolve(config.email.options.outbox)} "
-                     "(nothing leaves this machine)")
-    else:
-        lines.append(f"email is sent through {config.email.backend}; phone step: {config.phone.backend}")
-    if engine.dry_run:
-        lines.append("DRY RUN: nothing is sent")
-    with engine.store.transaction() as conn:
-        first = not conn.execute(sa.select(calendars.c.name).where(calendars.c.first_seen_at.is_not(None))).first()
-    if first:
-        lines.append("first start: the calendars are read now and only noted; nothing that already "
-                     "happened is followed up")
-    lines += polled_ahead(engine)
-    managed = bool(os.environ.get("INVOCATION_ID") or os.environ.get("NOTIFY_SOCKET"))
-    lines.append("stop with: systemctl stop welcomeback" if managed else "stop with Ctrl+C")
-    return lines
 
 
 def _default_tick() -> float:

@@ -151,3 +151,12 @@ def test_a_library_that_cannot_be_imported_holds_the_step_until_it_can(tmp_path,
         assert second.returncode == 0, second.stderr
         assert p.status(capsys)[0]["state"] == "sent"
         assert len(twilio.requests) == 1
+
+
+def test_an_international_domain_is_written_in_idna_and_sent(tmp_path, capsys):
+    p = email_practice(tmp_path)
+    no_show(p, "Session", [("zq.canary@bücher.example", "Zephyrine Quillfeather", "ACCEPTED")])
+    assert p.once(DUE) == 0
+    assert only_step(p, capsys)["state"] == "sent"
+    (mail,) = p.mails()
+    assert "<zq.canary@xn--bcher-kva.example>" in mail and "=?utf-8?" not in mail.split("To:")[1].splitlines()[0]

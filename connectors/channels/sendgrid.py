@@ -70,7 +70,11 @@ class SendGridChannel(Channel):
     def deliver(self, message: Message) -> Receipt:
         """POST mail/send; 202 → Receipt(X-Message-Id).  Raises ChannelError."""
         client = self._client()
-        body = self._mail(message).get()
+        try:
+            body = self._mail(message).get()
+        except (ValueError, TypeError) as exc:   # before any request: nothing was sent
+            raise ChannelError("failed", f"the message cannot be built for SendGrid "
+                               f"({type(exc).__name__})") from None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             wait = self._attempt(client, body, message)
             if isinstance(wait, Receipt):
