@@ -9,6 +9,7 @@ email a week later, then welcomeback stops).
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import tempfile
 from datetime import datetime
@@ -135,6 +136,8 @@ def run_demo(outbox: Path | None) -> int:
         print(f"{when.strftime('%a %d %b %H:%M')}  {text}")
         for line in _changes(records, seen):
             print(f"{'':19}→ {line}")
+    if outbox is not None:    # the story's calendar and store are of no further use
+        shutil.rmtree(work, ignore_errors=True)
     return _summary(out, seen, trouble)
 
 
