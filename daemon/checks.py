@@ -9,7 +9,7 @@ from connectors.calendars import SOURCES
 from connectors.calendars.base import SourceContext
 from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
 from connectors.channels.base import ChannelContext
-from daemon import secrets
+from daemon import libraries, secrets
 from daemon.clients import load_directory
 from daemon.clock import SystemClock
 from daemon.config import Config
@@ -35,8 +35,11 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
 
     for name in sorted({s.template for s in cfg.cadence.steps}):
         problems.extend(templates.validate(name, client_facing=usage(cfg, name).client_facing))
-    problems.extend(_sources(cfg))
-    problems.extend(_channels(cfg))
+    missing = libraries.problems(cfg)
+    problems.extend(missing)
+    if not missing:      # a backend without its library cannot check its own settings
+        problems.extend(_sources(cfg))
+        problems.extend(_channels(cfg))
     problems.extend(_sms_lengths(cfg, templates))
     warnings.extend(_permissions(cfg))
     warnings.extend(_clinical(cfg, templates))
@@ -117,9 +120,14 @@ def _clinical(cfg: Config, templates: Templates) -> list[str]:
 
 
 def _permissions(cfg: Config) -> list[str]:
-    """The config file, the state file and a dedicated state folder must not be open to others."""
+    """The config file, the state file and a dedicated state folder must not be open to others.
+
+    The shipped example in a checkout (``config.example.toml`` next to ``pyproject.toml``) is
+    exempt: it holds no secrets (none ever go in a config) and git leaves it world-readable."""
     db = cfg.resolve(cfg.store.path)
-    paths = [cfg.path, db] + ([db.parent] if db.parent.resolve() != cfg.base_dir.resolve() else [])
+    shipped = cfg.path.name == "config.example.toml" and (cfg.base_dir / "pyproject.toml").is_file()
+    paths = ([] if shipped else [cfg.path]) + [db] + \
+        ([db.parent] if db.parent.resolve() != cfg.base_dir.resolve() else [])
     out = []
     for path in paths:
         try:

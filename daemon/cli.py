@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 from daemon import logsetup
 from daemon.errors import UserError
@@ -25,43 +25,96 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"usage: {message}")
 
 
+NOW_HELP = ("act as if the clock read this instant: ISO 8601 with a UTC offset, e.g. "
+            "2026-03-02T09:00:00-05:00 (default: the real clock)")
+CLIENT_HELP = ("the client's full name, an alias or the email address, exactly as in the client "
+               "directory (any case); a partial or ambiguous match is refused with the candidates")
+TRIGGERS = ("no_show", "late_cancel", "cancelled")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="welcomeback", description="Gentle follow-ups for missed and cancelled sessions.")
-    p.add_argument("--config", type=Path, help="config file (default: $WELCOMEBACK_CONFIG, "
+    """The whole command line; every subcommand and argument says what it accepts (--help)."""
+    p = _Parser(prog="welcomeback", description="Gentle follow-ups for missed and cancelled sessions: "
+                "a call task first, an email a week later, then stop.")
+    p.add_argument("--config", type=Path, metavar="PATH", help="config file (default: $WELCOMEBACK_CONFIG, "
                    "/etc/welcomeback/config.toml, then the user config folder)")
     p.add_argument("--debug", action="store_true", help="tracebacks and debug logs (never client data)")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("run", help="the service (systemd runs this)")
-    once = sub.add_parser("once", help="one poll + dispatch cycle, then exit")
-    once.add_argument("--now", help="act as if the clock read this ISO 8601 instant (with offset)")
-    once.add_argument("--dry-run", action="store_true", help="send nothing and change nothing")
-    status = sub.add_parser("status", help="follow-ups and service health")
-    status.add_argument("--json", action="store_true", help="one JSON array of follow-up steps")
-    status.add_argument("--now", help="show what is due at this instant")
-    sub.add_parser("check", help="validate config, templates, directory and secrets")
-    preview = sub.add_parser("preview", help="print a template exactly as it would be sent")
-    preview.add_argument("template")
-    preview.add_argument("--client", help="a client from the directory (default: fictional sample)")
-    for name, text in (("reached", "stop that client's open follow-ups: you reached them"),
-                       ("optout", "the client asked not to be contacted: stop and never start again")):
-        sp = sub.add_parser(name, help=text)
-        sp.add_argument("client", help="name, alias or email as in the client directory")
-    digest = sub.add_parser("digest", help="send the therapist today's digest now (once a day)")
-    digest.add_argument("--now", help="act as if the clock read this ISO 8601 instant (with offset)")
-    history = sub.add_parser("history", help="contact log of a client for clinical records")
-    history.add_argument("client")
-    history.add_argument("--format", choices=("text", "csv", "json"), default="text")
-    demo = sub.add_parser("demo", help="a scripted three-week story on sample data, in virtual time")
-    demo.add_argument("--outbox", type=Path, help="where to leave the messages (default: a temp folder)")
-    auth = sub.add_parser("auth", help="sign in to a calendar provider")
-    auth.add_argument("provider", choices=("google",))
-    secret = sub.add_parser("secret", help="manage secrets in the keyring")
-    secret.add_argument("action", choices=("set", "list", "delete"))
-    secret.add_argument("name", nargs="?")
-    templates = sub.add_parser("templates", help="list or safely edit message templates")
-    templates.add_argument("action", choices=("list", "edit"))
-    templates.add_argument("name", nargs="?")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    _service(sub)
+    _operator(sub)
+    _setup(sub)
     return p
+
+
+def _add(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+    return parser
+
+
+def _service(sub: Any) -> None:
+    _add(sub, "run", "the service (systemd runs this): polls the calendars and sends what is due "
+         "until stopped (Ctrl+C, SIGTERM)")
+    once = _add(sub, "once", "one poll + dispatch cycle, then exit")
+    once.add_argument("--now", metavar="ISO", help=NOW_HELP)
+    once.add_argument("--dry-run", action="store_true", help="send nothing and change nothing in the store")
+    status = _add(sub, "status", "follow-ups and service health; exits 1 when something needs your attention")
+    status.add_argument("--json", action="store_true", help="one JSON array of follow-up steps instead of the table")
+    status.add_argument("--now", metavar="ISO", help="show what is due at this instant (" + NOW_HELP + ")")
+    digest = _add(sub, "digest", "send the therapist today's digest now (at most once a day)")
+    digest.add_argument("--now", metavar="ISO", help=NOW_HELP)
+    demo = _add(sub, "demo", "a scripted three-week story on sample data, in virtual time (its messages "
+                "are .eml files; nothing leaves the machine)")
+    demo.add_argument("--outbox", type=Path, metavar="DIR",
+                      help="folder for the story's .eml messages (default: a new temporary folder)")
+
+
+def _operator(sub: Any) -> None:
+    for name, text in (("reached", "you reached the client: stop their open follow-ups"),
+                       ("optout", "the client asked not to be contacted: stop and never start again"),
+                       ("optin", "undo an opt-out: the client may be contacted again")):
+        sp = _add(sub, name, text)
+        sp.add_argument("client", metavar="CLIENT", help=CLIENT_HELP)
+        if name != "optin":
+            sp.add_argument("--undo", action="store_true",
+                            help=f"take back '{name}' (its stopped steps are planned again)")
+    resolve = _add(sub, "resolve", "settle an uncertain or failed step, recorded in the contact log")
+    resolve.add_argument("step_id", metavar="STEP_ID", help="the step's id (the 'id' field of status --json, "
+                         "also shown in the status table)")
+    how = resolve.add_mutually_exclusive_group(required=True)
+    how.add_argument("--sent", dest="action", action="store_const", const="sent",
+                     help="it did go out: you checked with the provider")
+    how.add_argument("--retry", dest="action", action="store_const", const="retry",
+                     help="send it again at the next cycle (the stop conditions are checked first)")
+    how.add_argument("--dismiss", dest="action", action="store_const", const="dismiss",
+                     help="leave it: do not send it again")
+    resolve.add_argument("--now", metavar="ISO", help="record it, and plan a retry, at this instant (" + NOW_HELP + ")")
+    history = _add(sub, "history", "contact log of a client for clinical records")
+    history.add_argument("client", metavar="CLIENT", help=CLIENT_HELP)
+    history.add_argument("--format", choices=("text", "csv", "json"), default="text",
+                         help="text (default), csv or json")
+
+
+def _setup(sub: Any) -> None:
+    _add(sub, "check", "validate config, templates, client directory, libraries and secrets; sends nothing")
+    preview = _add(sub, "preview", "print a message exactly as it would be sent")
+    preview.add_argument("template", metavar="TEMPLATE",
+                         help="a template name, e.g. phone_call, email_followup, sms_checkin "
+                              "(see: welcomeback templates list)")
+    preview.add_argument("--client", metavar="NAME", help="a client from the directory (" + CLIENT_HELP +
+                         "); default: fictional sample values")
+    preview.add_argument("--trigger", choices=TRIGGERS, default="no_show",
+                         help="what happened to the appointment: no_show (default), late_cancel or cancelled")
+    templates = _add(sub, "templates", "list the message templates, or safely edit one")
+    templates.add_argument("action", choices=("list", "edit"), help="list, or edit NAME")
+    templates.add_argument("name", nargs="?", metavar="NAME", help="the template to edit, e.g. phone_call")
+    auth = _add(sub, "auth", "sign in to a calendar provider and store its token as a secret")
+    auth.add_argument("provider", choices=("google",), help="google (the only provider that needs a sign-in)")
+    from daemon.secrets import KNOWN
+
+    secret = _add(sub, "secret", "manage secrets in the keyring")
+    secret.add_argument("action", choices=("set", "list", "delete"),
+                        help="set NAME (reads the value from the terminal or standard input), list, delete NAME")
+    secret.add_argument("name", nargs="?", metavar="NAME", help="one of " + ", ".join(KNOWN))
 
 
 def config_path(given: Path | None) -> Path:
@@ -83,7 +136,8 @@ def handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
 
     return {"run": commands.run, "once": commands.once, "status": commands.status,
             "check": commands.check, "preview": commands.preview, "reached": commands.reached,
-            "optout": commands.optout, "history": commands.history, "digest": commands.digest, "demo": commands.demo,
+            "optout": commands.optout, "optin": commands.optin, "resolve": commands.resolve,
+            "history": commands.history, "digest": commands.digest, "demo": commands.demo,
             "auth": commands.auth, "secret": commands.secret, "templates": commands.templates}
 
 

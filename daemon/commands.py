@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
+from typing import Any, Callable
 
 from daemon import config as config_mod
-from daemon import followups
 from daemon.clock import FixedClock, SystemClock, parse_instant
 from daemon.config import Config
 from daemon.errors import UserError
@@ -25,10 +26,17 @@ def _clock(now: str | None) -> FixedClock | SystemClock:
         raise UserError(f"--now: {exc}") from None
 
 
-def _engine(args: argparse.Namespace, *, lock: bool = True, dry_run: bool = False, now: str | None = None):  # type: ignore[no-untyped-def]
+def _engine(args: argparse.Namespace, *, lock: bool = True, dry_run: bool = False, now: str | None = None,
+            store_only: bool = True):  # type: ignore[no-untyped-def]
+    """The engine; first refuses (exit 2) a configured backend whose library is missing
+    (``store_only``: only the store's, for commands that read and mark)."""
+    from daemon import libraries
     from daemon.engine import Engine
 
-    return Engine(_config(args), _clock(now), dry_run=dry_run, acquire_lock=lock)
+    config = _config(args)
+    clock = _clock(now)
+    libraries.require(config, store_only=store_only)
+    return Engine(config, clock, dry_run=dry_run, acquire_lock=lock)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,11 +46,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def once(args: argparse.Namespace) -> int:
-    engine = _engine(args, dry_run=args.dry_run, now=args.now)
+    from daemon.status import polled_ahead
+
+    engine = _engine(args, dry_run=args.dry_run, now=args.now, store_only=False)
     try:
+        ahead = [] if args.now else polled_ahead(engine)
         report = engine.run_once()
     finally:
         engine.close()
+    for note in ahead:
+        print(f"note: {note}", file=sys.stderr)
     for poll in report.polls:
         if not poll.ok:
             print(f"calendar '{poll.calendar}': FAILED: {poll.error}", file=sys.stderr)
@@ -83,55 +96,80 @@ def check(args: argparse.Namespace) -> int:
 def preview(args: argparse.Namespace) -> int:
     from daemon.status import render_preview
 
-    print(render_preview(_config(args), args.template, args.client))
+    text, note = render_preview(_config(args), args.template, args.client, args.trigger)
+    print(f"({note})", file=sys.stderr)
+    print(text)
     return 0
 
 
-def _stop_client(args: argparse.Namespace, reason: str) -> int:
-    from daemon.status import find_client_ids
-    from daemon.store import ts
+def _client_action(args: argparse.Namespace, act: Callable[[Any, Any, datetime], str]) -> int:
+    """Match the client exactly, print whom, then act; every action is in the contact log."""
+    from daemon.actions import match_client
 
     engine = _engine(args, lock=False)
     try:
-        now = engine.clock.now()
-        stopped = 0
-        ids = find_client_ids(engine, args.client)
-        with engine.store.transaction() as conn:
-            for cid in ids:
-                values = {"reached_at": ts(now)} if reason == "reached" else \
-                    {"opted_out_at": ts(now), "opted_out_channels": "all"}
-                followups.set_client_flag(conn, cid, **values)
-                for seq in followups.open_sequences(conn, cid):
-                    stopped += followups.stop(conn, seq, reason, now)
-                    engine.store.audit(conn, now, reason, sequence_id=seq, detail="by the therapist (CLI)")
+        client = match_client(engine, args.client)
+        print(f"matched: {client.label}")
+        print(act(engine, client, engine.clock.now()))
     finally:
         engine.close()
-    word = "reached" if reason == "reached" else "opted out"
-    print(f"marked {word}; {stopped} planned step(s) stopped")
     return 0
 
 
 def reached(args: argparse.Namespace) -> int:
-    return _stop_client(args, "reached")
+    from daemon.actions import mark, undo
+
+    if args.undo:
+        return _client_action(args, lambda e, c, now: f"no longer marked reached; "
+                              f"{undo(e, c, 'reached', now)} step(s) planned again")
+    return _client_action(args, lambda e, c, now: f"marked reached; "
+                          f"{mark(e, c, 'reached', now)} planned step(s) stopped")
 
 
 def optout(args: argparse.Namespace) -> int:
-    return _stop_client(args, "opted_out")
+    if args.undo:
+        return optin(args)
+    from daemon.actions import mark
+
+    return _client_action(args, lambda e, c, now: f"marked opted out; "
+                          f"{mark(e, c, 'opted_out', now)} planned step(s) stopped")
+
+
+def optin(args: argparse.Namespace) -> int:
+    from daemon.actions import undo
+
+    return _client_action(args, lambda e, c, now: f"opted in again; "
+                          f"{undo(e, c, 'opted_out', now)} step(s) planned again")
+
+
+def resolve(args: argparse.Namespace) -> int:
+    from daemon.actions import resolve as settle
+
+    engine = _engine(args, lock=False, now=args.now)
+    try:
+        outcome = settle(engine, args.step_id, args.action, engine.clock.now())
+    finally:
+        engine.close()
+    print(f"step {args.step_id.strip()}: {outcome}")
+    return 0
 
 
 def history(args: argparse.Namespace) -> int:
-    from daemon.status import find_client_ids, render_history
+    from daemon.actions import match_client
+    from daemon.status import render_history
 
     engine = _engine(args, lock=False)
     try:
-        print(render_history(engine, find_client_ids(engine, args.client), args.format))
+        client = match_client(engine, args.client)
+        print(f"matched: {client.label}", file=sys.stderr)
+        print(render_history(engine, client.client_id, args.format))
     finally:
         engine.close()
     return 0
 
 
 def digest(args: argparse.Namespace) -> int:
-    engine = _engine(args, now=args.now)
+    engine = _engine(args, now=args.now, store_only=False)
     try:
         sent = engine.send_digest()
     finally:
@@ -147,11 +185,16 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def auth(args: argparse.Namespace) -> int:
-    try:
-        from daemon.google_auth import authorize
-    except ImportError as exc:
-        raise UserError(f"Google sign-in needs the google extra: pip install 'welcomeback[google]' ({exc})") from None
-    authorize(_config(args))
+    from daemon import libraries
+
+    cfg = _config(args)
+    for need in (libraries.GOOGLE, libraries.GOOGLE_SIGN_IN):
+        module = libraries.missing(need)
+        if module:
+            raise UserError(libraries.explain("auth google", need, module))
+    from daemon.google_auth import authorize
+
+    authorize(cfg)
     return 0
 
 

@@ -8,6 +8,9 @@ email a week later, then welcomeback stops).
 
 from __future__ import annotations
 
+import re
+import shutil
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -60,13 +63,14 @@ STORY = [
     (_t(2, 8), 0, "Monday morning: welcomeback starts and reads the calendar. Nothing in the past is followed up."),
     (_t(2, 11), 1, "Jordan did not come at 10:00. Ana adds \"no-show\" to the session title."),
     (_t(2, 19), 2, "Priya cancels tomorrow's session at short notice, and books Thursday instead."),
-    (_t(3, 10, 5), 2, "Tuesday: the call task for Jordan is due."),
+    (_t(3, 10, 5), 2, "Tuesday: Jordan's call task falls due."),
     (_t(3, 20), 3, "Sam's sessions are taken off the calendar: the series ends before Wednesday."),
-    (_t(5, 16, 5), 3, "Thursday: the call task for Sam is due."),
-    (_t(9, 10, 5), 3, "Next Monday: Jordan's email would be due, but Jordan is booked for today."),
-    (_t(11, 16, 5), 3, "Wednesday (clocks changed on Sunday): Sam has not been in touch. A gentle email."),
-    (_t(20, 12), 3, "Two weeks on: no more messages. The door stays open; welcomeback does not nag."),
+    (_t(5, 16, 5), 3, "Thursday: Sam's call task falls due."),
+    (_t(9, 10, 5), 3, "Next Monday: Jordan's email falls due, and Jordan is booked for today."),
+    (_t(11, 16, 5), 3, "Wednesday (clocks changed on Sunday): Sam has not been in touch; the email falls due."),
+    (_t(20, 12), 3, "Two weeks on: the follow-ups are over. The door stays open; welcomeback does not nag."),
 ]
+EXPECTED_MESSAGES = 3   # two call tasks to Ana, one email to Sam
 
 
 CLIENTS = """name,aliases,email,phone,preferred_channel,do_not_contact
@@ -104,18 +108,20 @@ folder = "{templates}"
 
 
 def run_demo(outbox: Path | None) -> int:
+    """Tell the story; 0 when every expected message was left in the outbox, else 1 (and why)."""
     import logging
-
-    from daemon.templates import defaults_dir
 
     logging.getLogger().setLevel(logging.WARNING)   # the timeline below tells the story
     work = Path(tempfile.mkdtemp(prefix="welcomeback-demo-"))
     out = (outbox or work / "outbox").resolve()
     (work / "clients.csv").write_text(CLIENTS, encoding="utf-8")
-    (work / "config.toml").write_text(CONFIG.format(outbox=out, templates=defaults_dir()), encoding="utf-8")
+    # A templates folder that does not exist: the packaged default wording is used.
+    (work / "config.toml").write_text(CONFIG.format(outbox=_toml(out), templates=_toml(work / "templates")),
+                                      encoding="utf-8")
     config = config_mod.load(work / "config.toml")
     clock = FixedClock(STORY[0][0])
     seen: dict[str, tuple[str, str | None]] = {}
+    trouble: set[str] = set()
     print("welcomeback demo: three weeks at Riverside Counselling, in a few seconds of virtual time\n")
     for when, chapter, text in STORY:
         (work / "practice.ics").write_text(_calendar(chapter), encoding="utf-8")
@@ -126,12 +132,32 @@ def run_demo(outbox: Path | None) -> int:
             records = step_records(engine)
         finally:
             engine.close()
+        trouble |= {f"{r['state']} ({r['reason']})" for r in records if r["state"] in ("held", "failed", "uncertain")}
         print(f"{when.strftime('%a %d %b %H:%M')}  {text}")
         for line in _changes(records, seen):
             print(f"{'':19}→ {line}")
+    if outbox is not None:    # the story's calendar and store are of no further use
+        shutil.rmtree(work, ignore_errors=True)
+    return _summary(out, seen, trouble)
+
+
+def _toml(path: Path) -> str:
+    return str(path).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _summary(out: Path, seen: dict[str, tuple[str, str | None]], trouble: set[str]) -> int:
+    """List the messages left; say plainly (and exit 1) when the story did not produce them all."""
+    sent = [step_id for step_id, (state, _) in seen.items() if state == "sent"]
+    left = [out / f"{re.sub(r'[^A-Za-z0-9._-]', '_', step_id)}.eml" for step_id in sent]
+    left = sorted(path for path in left if path.is_file())
     print(f"\nMessages left in {out}:")
-    for path in sorted(out.glob("*.eml")) if out.exists() else []:
+    for path in left:
         print(f"  {path.name}")
+    if len(left) != EXPECTED_MESSAGES:
+        print(f"\nThe demo did not work: {len(left)} message(s) instead of {EXPECTED_MESSAGES}"
+              + (f"; steps were {', '.join(sorted(trouble))}" if trouble else "") + ". Run `welcomeback check` "
+              "on your own config, or `welcomeback --debug demo`, to see why.", file=sys.stderr)
+        return 1
     print("\nRead them with any mail program, or: cat", out / "*.eml")
     return 0
 
@@ -155,5 +181,6 @@ def _changes(records: list[dict], seen: dict[str, tuple[str, str | None]]) -> li
         elif r["state"] == "skipped":
             lines.append(f"{r['client']}: step {r['step']} ({what}) not sent: {r['reason']}")
         else:
-            lines.append(f"{r['client']}: step {r['step']} {r['state']} {r['reason'] or ''}")
+            lines.append(f"{r['client']}: step {r['step']} ({what}) {r['state']}"
+                         + (f" ({r['reason']})" if r["reason"] else "") + ": not sent")
     return lines

@@ -108,22 +108,31 @@ class Dispatcher:
             if reason:
                 self._skip(conn, step, reason, now)
                 return
+        message, unbuildable = None, ""
         try:
             message = messages.build(step, client, channel, self.config, self.engine.templates)
         except TemplateError as exc:
             self._template_problem(step, exc, now)
             return
+        except Exception as exc:  # permanent: the same data will never build; nothing was handed off
+            log.error("step %s: the message could not be built (%s)", step_id, type(exc).__name__)
+            unbuildable = f"the message could not be built ({type(exc).__name__}); nothing was sent"
         with self.store.transaction() as conn:
             self.store.resolve(conn, "template", "", step["template"])
             if not followups.claim(conn, step_id, self.engine.worker, now):
                 return
+        if message is None:
+            self._record(step, "failed", now, reason=unbuildable)
+            return
         self._send(step, message, channel, now)
 
     def _template_problem(self, step: Any, exc: TemplateError, now: datetime) -> None:
         """A broken template holds the step (nothing lost) until the therapist fixes it."""
         log.error("step %s held: template '%s' cannot be rendered", step["id"], step["template"])
+        first = str(exc).splitlines()[0][:500]
         with self.store.transaction() as conn:
-            self.store.report(conn, now, "template", "", step["template"], str(exc).splitlines()[0][:500])
+            self.store.report(conn, now, "template", "", step["template"], first)
+            followups.hold(conn, step["id"], f"held: template: {first}")
         self._count("held:template")
 
     def _skip(self, conn: Any, step: Any, reason: str, now: datetime) -> None:
@@ -260,6 +269,9 @@ class Dispatcher:
 
     def _failed_send(self, step: Any, channel: Channel, exc: ChannelError, now: datetime) -> None:
         step_id = step["id"]
+        if exc.outcome == "held":
+            self._hold(step, channel, exc, now)
+            return
         if exc.outcome in ("retry", "paused"):
             if exc.outcome == "paused":
                 self.paused.add(channel.backend)
@@ -280,11 +292,26 @@ class Dispatcher:
                                           opted_out_channels=channel.medium)
         self._record(step, exc.outcome, now, reason=exc.reason)
 
+    def _hold(self, step: Any, channel: Channel, exc: ChannelError, now: datetime) -> None:
+        """A local cause found before the hand-off (library, secret, folder): the step stays
+        planned, due as it was, so every cycle tries it again until the cause is fixed."""
+        self.paused.add(channel.backend)   # the rest of this cycle would meet the same cause
+        with self.store.transaction() as conn:
+            followups.release(conn, step["id"], dt(step["due_at"]) or now, f"held: {exc.hold}: {exc.reason}")
+            new = self.store.report(conn, now, "held", "", f"{channel.backend}:{exc.hold}",
+                                    f"{exc.hold}: {exc.reason}"[:500])
+        log.log(logging.WARNING if new else logging.DEBUG, "step %s held (%s): %s", step["id"],
+                exc.hold, exc.reason)
+        self._count(f"held:{exc.hold}")
+
     def _record(self, step: Any, state: str, now: datetime, *, reason: str | None,
                 provider_id: str | None = None) -> None:
         with self.store.transaction() as conn:
             followups.finish(conn, step["id"], state, now, reason=reason, provider_id=provider_id,
                              worker=self.engine.worker)
+            if state == "sent":   # whatever held this channel back is fixed
+                for hold in ChannelError.HOLDS:
+                    self.store.resolve(conn, "held", "", f"{self.channel_for(step['channel']).backend}:{hold}")
             followups.close_if_done(conn, step["sequence_id"], now)
             self.store.audit(conn, now, state, sequence_id=step["sequence_id"], step_id=step["id"],
                              detail=f"{step['channel']}" + (f": {reason[:500]}" if reason else ""))

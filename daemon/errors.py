@@ -46,20 +46,27 @@ class ChannelError(RuntimeError):
 
     ``outcome`` is one of ``failed`` (definitely not delivered, permanent),
     ``retry`` (definitely not delivered, try later), ``uncertain`` (may have been
-    delivered), ``paused`` (the channel is unusable, e.g. a bad API key; the step
-    stays planned).  ``opted_out`` marks a recipient that refused messages.
+    delivered), ``paused`` (the provider refused us, e.g. a bad API key; the step
+    stays planned), ``held`` (a local cause found before the hand-off: a missing
+    library, secret or writable folder; the step stays planned and is tried again
+    each cycle until it is fixed; ``hold`` says which).  ``opted_out`` marks a
+    recipient that refused messages.
     """
 
-    OUTCOMES = ("failed", "retry", "uncertain", "paused")
+    OUTCOMES = ("failed", "retry", "uncertain", "paused", "held")
+    HOLDS = ("missing_library", "secret", "folder")
 
     def __init__(self, outcome: str, reason: str, *, retry_after: float | None = None,
-                 opted_out: bool = False) -> None:
+                 opted_out: bool = False, hold: str = "") -> None:
         if outcome not in self.OUTCOMES:
             raise ValueError(f"unknown channel outcome {outcome!r}")
+        if (outcome == "held") != (hold in self.HOLDS):
+            raise ValueError(f"a held outcome needs one of {self.HOLDS}, got {hold!r}")
         self.outcome = outcome
         self.reason = reason
         self.retry_after = retry_after
         self.opted_out = opted_out
+        self.hold = hold
         super().__init__(f"{outcome}: {reason}")
 
 

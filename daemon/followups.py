@@ -166,6 +166,12 @@ def release(conn: Connection, step_id: str, due_at: datetime, reason: str) -> No
                  .values(state="planned", due_at=ts(due_at), reason=reason, claimed_by=None))
 
 
+def hold(conn: Connection, step_id: str, reason: str) -> None:
+    """Note why a planned step waits (``held: KIND: …``); it stays planned and due."""
+    conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned")
+                 .values(reason=reason))
+
+
 def skip(conn: Connection, step_id: str, reason: str, now: datetime) -> None:
     conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned")
                  .values(state="skipped", reason=reason, finished_at=ts(now)))
@@ -254,3 +260,37 @@ def messages_since(conn: Connection, since: datetime, channels: tuple[str, ...])
     return conn.execute(sa.select(sa.func.count()).select_from(steps).where(
         steps.c.state.in_(("sent", "uncertain")), steps.c.finished_at >= ts(since),
         steps.c.channel.in_(channels))).scalar_one()
+
+
+def reopen_stopped(conn: Connection, client_id: str, reason: str, since: str) -> int:
+    """Undo a stop: the client's latest follow-up closed for ``reason`` at or after ``since``
+    gets the steps that reason skipped planned again.  Nothing when another follow-up of the
+    client is open (at most one at a time).  Returns how many steps are planned again."""
+    if open_for_client(conn, client_id):
+        return 0
+    row = conn.execute(sa.select(sequences.c.id).where(
+        sequences.c.client_id == client_id, sequences.c.closed_reason == reason,
+        sequences.c.closed_at >= since).order_by(sequences.c.session_start.desc())).first()
+    if row is None:
+        return 0
+    result = conn.execute(steps.update().where(
+        steps.c.sequence_id == row[0], steps.c.state == "skipped", steps.c.reason == reason,
+        steps.c.finished_at >= since).values(state="planned", reason=None, finished_at=None))
+    if result.rowcount:
+        conn.execute(sequences.update().where(sequences.c.id == row[0])
+                     .values(closed_at=None, closed_reason=None))
+    return result.rowcount
+
+
+def reopen_sequence(conn: Connection, seq_id: str) -> bool:
+    """Open a closed sequence again (a step resolved for a retry); False when another
+    follow-up of the same client is open."""
+    seq = conn.execute(sa.select(sequences.c.client_id, sequences.c.closed_at)
+                       .where(sequences.c.id == seq_id)).first()
+    if seq is None or seq.closed_at is None:
+        return seq is not None
+    other = open_for_client(conn, seq.client_id)
+    if other and other != seq_id:
+        return False
+    conn.execute(sequences.update().where(sequences.c.id == seq_id).values(closed_at=None, closed_reason=None))
+    return True

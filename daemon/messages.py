@@ -10,7 +10,7 @@ from daemon.config import Config
 from daemon.errors import TemplateError
 from daemon.model import Client
 from daemon.store import dt
-from daemon.templates import Templates, context_for
+from daemon.templates import Templates, context_for, readable_phone, when
 
 
 def message_id(step_id: str, sender: str) -> str:
@@ -28,27 +28,33 @@ def contact_missing(channel: Channel, client: Client) -> bool:
 
 
 def build(step: Any, client: Client, channel: Channel, config: Config, templates: Templates) -> Message:
-    """Render the step's template for ``client``; raises TemplateError."""
+    """Render the step's template for ``client`` on ``channel``; raises TemplateError."""
+    return build_for(step, client, channel.medium, config, templates)
+
+
+def build_for(step: Any, client: Client, medium: str, config: Config, templates: Templates) -> Message:
+    """The Message for ``medium`` (``email``, ``sms`` or ``call-task``); raises TemplateError."""
     p = config.practice
     session_start = dt(step["session_start"])
     assert session_start is not None
+    region = config.clients.default_region
     ctx = context_for(client, session_start, step["trigger"], tz=p.timezone, locale=p.locale,
                       therapist=p.therapist, practice=p.name, practice_phone=p.phone,
-                      rebooking_link=p.rebooking_link)
+                      rebooking_link=p.rebooking_link, region=region)
     rendered = templates.render(step["template"], ctx,
-                                audience="therapist" if channel.medium == "call-task" else "client")
+                                audience="therapist" if medium == "call-task" else "client")
     sender = config.email.common.sender
     base = dict(step_id=step["id"], sequence_id=step["sequence_id"], message_id=message_id(step["id"], sender),
                 due_at=dt(step["due_at"]), reply_to=config.email.common.reply_to or p.therapist_email)
-    if channel.medium == "call-task":
+    if medium == "call-task":
         local = session_start.astimezone(p.timezone)
-        header = (f"Client: {client.name}\nPhone: {client.phone}\n"
-                  f"Missed session: {ctx['session_date']} {ctx['session_time']} ({_label(step['trigger'])})\n"
+        header = (f"Client: {client.name}\nPhone: {readable_phone(client.phone, region) or 'none on file'}\n"
+                  f"Missed: {when(session_start, tz=p.timezone, locale=p.locale)} ({_label(step['trigger'])})\n"
                   f"Follow-up: {step['sequence_id']}\n\nSuggested words:\n\n")
         return Message(audience="therapist", to_address=p.therapist_email, to_name=p.therapist,
-                       subject=f"Call {client.short_name}", text=header + rendered.text, html=None,
-                       meta={"phone": client.phone, "session_local": local.isoformat()}, **base)
-    if channel.medium == "sms":
+                       subject=rendered.subject or f"Call {client.short_name}", text=header + rendered.text,
+                       html=None, meta={"phone": client.phone, "session_local": local.isoformat()}, **base)
+    if medium == "sms":
         return Message(audience="client", to_address=client.phone, to_name=client.name, subject="",
                        text=rendered.text.strip(), html=None, **base)
     if not rendered.subject:
@@ -58,5 +64,5 @@ def build(step: Any, client: Client, channel: Channel, config: Config, templates
 
 
 def _label(trigger: str) -> str:
-    return {"no_show": "not attended", "late_cancel": "cancelled at short notice",
+    return {"no_show": "did not come", "late_cancel": "cancelled at short notice",
             "cancelled": "cancelled"}.get(trigger, trigger)

@@ -32,10 +32,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon import config as config_module
-from daemon import sdnotify
+from daemon import libraries, sdnotify
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
 from daemon.errors import ConfigError, UserError
+from daemon.status import startup_notes
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Service:
         self._wake = threading.Event()
         self._reload_requested = False
         self._busy_since: float | None = None
+        self._greeting: list[str] = []
 
     # -- life cycle --------------------------------------------------------------
     def start(self) -> None:
@@ -71,10 +73,13 @@ class Service:
         fix, anything else for a runtime failure; nothing is left running then.
         """
         config = config_module.load(self.config_path)
+        libraries.require(config)          # a missing library stops here: exit 2, never READY
         with self._lock:
             self._activate(config)
         sdnotify.notify(ready=True, status=self._summary())
         log.info("service ready: %d calendar(s)", len(config.calendars))
+        for line in self._greeting:
+            log.info("%s", line)
 
     def _activate(self, config: Config) -> None:
         """Open an engine for ``config`` and start its jobs; closes it on failure."""
@@ -85,6 +90,8 @@ class Service:
             check = getattr(engine, "check_ready", None)
             if check is not None:
                 check()
+            if self.engine is None and not self._greeting:   # before the first poll changes the store
+                self._greeting = startup_notes(config, engine)
             scheduler = self._build_scheduler(config, engine)
             scheduler.start()
         except BaseException:
@@ -148,6 +155,7 @@ class Service:
         from daemon.engine import Engine
 
         try:
+            libraries.require(config)
             engine = Engine(config, clock=self.clock, acquire_lock=False)
         except Exception as exc:
             return exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from datetime import datetime
 from typing import Any
 
@@ -12,12 +13,26 @@ import sqlalchemy as sa
 
 from daemon import followups
 from daemon.config import Config
-from daemon.errors import UserError
 from daemon.store import audit, calendars, dt, reports, sequences
 
 def _local(value: str | None, tz: Any) -> str | None:
     moment = dt(value)
     return moment.astimezone(tz).isoformat() if moment else None
+
+
+HELD = "held: "   # a planned step's reason while a local cause holds it (daemon.dispatch)
+
+
+def shown_state(state: str, reason: str | None) -> tuple[str, str | None, str]:
+    """(state, reason, detail) as the therapist reads them: a planned step that a local cause
+    holds is ``held`` with the cause's kind (``template``, ``missing_library``, ``secret``,
+    ``folder``) as its reason and the explanation as detail."""
+    if state == "planned" and reason and reason.startswith(HELD):
+        kind, _, detail = reason[len(HELD):].partition(": ")
+        return "held", kind, detail
+    if state in ("skipped", "failed", "uncertain"):
+        return state, reason, reason or ""
+    return state, None, ""
 
 
 def step_records(engine: Any) -> list[dict[str, Any]]:
@@ -27,13 +42,56 @@ def step_records(engine: Any) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         client = engine.client_of(r["client_id"], r["client_name"], r["client_email"])
+        state, reason, detail = shown_state(r["state"], r["reason"])
         out.append({"client": client.name, "session_start": _local(r["session_start"], tz),
                     "trigger": r["trigger"], "step": r["n"], "channel": r["channel"],
-                    "due_at": _local(r["due_at"], tz), "state": r["state"],
-                    "reason": r["reason"] if r["state"] in ("skipped", "failed", "uncertain") else None,
-                    "sequence": r["sequence_id"], "id": r["id"], "calendar": r["calendar"],
+                    "due_at": _local(r["due_at"], tz), "state": state, "reason": reason,
+                    "detail": detail, "sequence": r["sequence_id"], "id": r["id"], "calendar": r["calendar"],
                     "sent_at": _local(r["finished_at"], tz) if r["state"] == "sent" else None})
     return out
+
+
+def polled_ahead(engine: Any) -> list[str]:
+    """Calendars whose last poll lies after the clock (an earlier ``--now`` moved ahead)."""
+    now = engine.clock.now()
+    config = engine.config
+    with engine.store.transaction() as conn:
+        rows = conn.execute(sa.select(calendars.c.name, calendars.c.last_poll_at)).all()
+    afresh = "empty its database" if config.store.url else f"delete {config.resolve(config.store.path)}"
+    return [f"calendar '{name}' was last read at {_local(last, config.practice.timezone)}, which is later "
+            f"than now (an earlier `once --now` ran ahead of the clock); follow-ups planned then wait "
+            f"for their due times. To start afresh, stop welcomeback and {afresh}"
+            for name, last in rows if last and (dt(last) or now) > now]
+
+
+def startup_notes(config: Config, engine: Any) -> list[str]:
+    """What a newcomer wants to know at start: what runs, where state and messages go, how to stop."""
+    from daemon.engine import state_dir
+
+    where = config.store.url and engine.store.safe_url or str(config.resolve(config.store.path))
+    lines = [f"watching {len(config.calendars)} calendar(s): "
+             + ", ".join(f"{c.name} ({c.kind})" for c in config.calendars)
+             + f"; state in {where}; state folder {state_dir(config)}"]
+    if config.email.backend == "outbox":
+        lines.append(f"messages are written as .eml files into {config.resolve(config.email.options.outbox)} "
+                     "(nothing leaves this machine)")
+    else:
+        lines.append(f"email is sent through {config.email.backend}; phone step: {config.phone.backend}")
+    if engine.dry_run:
+        lines.append("DRY RUN: nothing is sent")
+    with engine.store.transaction() as conn:
+        first = not conn.execute(sa.select(calendars.c.name).where(calendars.c.first_seen_at.is_not(None))).first()
+    if first:
+        lines.append("first start: the calendars are read now and only noted; nothing that already "
+                     "happened is followed up")
+    lines += polled_ahead(engine)
+    managed = bool(os.environ.get("INVOCATION_ID") or os.environ.get("NOTIFY_SOCKET"))
+    lines.append("stop with: systemctl stop welcomeback" if managed else "stop with Ctrl+C")
+    return lines
+
+
+# Reports the therapist must see; each makes `status` exit 1 until the digest has told them.
+ATTENTION = ("ambiguous", "uncertain", "failed", "too_late", "paused", "template", "throttled")
 
 
 def render_status(engine: Any, *, as_json: bool) -> tuple[str, bool]:
@@ -42,7 +100,10 @@ def render_status(engine: Any, *, as_json: bool) -> tuple[str, bool]:
     with engine.store.transaction() as conn:
         cals = conn.execute(sa.select(calendars)).mappings().all()
         open_reports = conn.execute(sa.select(reports).order_by(reports.c.at)).mappings().all()
-    attention = any(c["degraded"] for c in cals) or any(r["state"] in ("uncertain", "failed") for r in records)
+    polled = {c["name"] for c in cals if c["last_ok_at"] or c["degraded"]}
+    attention = any(c["degraded"] for c in cals) or any(n not in polled for n in engine.sources) \
+        or any(r["state"] in ("uncertain", "failed", "held") for r in records) \
+        or any(r["kind"] in ATTENTION and not r["notified"] for r in open_reports)
     if as_json:
         return json.dumps(records, indent=2, ensure_ascii=False), attention
     return _table(engine, records, cals, open_reports), attention
@@ -66,12 +127,23 @@ def _table(engine: Any, records: list[dict[str, Any]], cals: Any, open_reports: 
             datetime.fromisoformat(r["due_at"]) <= now else ""
         reason = f" ({r['reason']})" if r["reason"] else ""
         lines.append(f"  {r['client']:<22} {dt_local_short(r['session_start'])} {r['trigger']:<11} "
-                     f"step {r['step']} {r['channel']:<5} due {due} {r['state']}{reason}{marker}")
-    attention = [r for r in open_reports if r["kind"] in ("ambiguous", "uncertain", "failed", "too_late", "paused", "template", "throttled")]
-    if attention:
+                     f"step {r['step']} {r['channel']:<5} due {due} {r['state']}{reason}{marker}"
+                     + (f"  [id {r['id']}]" if r["state"] in ("uncertain", "failed") else ""))
+    attention = [r for r in open_reports if r["kind"] in ATTENTION]
+    held = sorted({(r["reason"], r["detail"]) for r in records if r["state"] == "held" and r["reason"] != "template"})
+    never = [name for name in engine.sources if not (known.get(name) or {}).get("last_ok_at")
+             and not (known.get(name) or {}).get("degraded")]
+    if attention or never or held:
         lines += ["", "Needs your attention:"]
+        for name in never:
+            lines.append(f"  {'never polled':<12} {name:<12} not read yet: start the service "
+                         "(welcomeback run) or run `welcomeback once`")
+        for kind, detail in held:      # from the steps themselves: gone once they move on
+            lines.append(f"  {'held':<12} {'-':<12} {kind}: {detail}; fix it and the step goes out")
         for r in attention[-20:]:
-            lines.append(f"  {r['kind']:<10} {r['calendar'] or '-':<12} {r['detail']}")
+            lines.append(f"  {r['kind']:<12} {r['calendar'] or '-':<12} {r['detail']}")
+    if any(r["state"] in ("uncertain", "failed") for r in records):
+        lines += ["", "Settle an uncertain or failed step with: welcomeback resolve ID --sent | --retry | --dismiss"]
     return "\n".join(lines)
 
 
@@ -79,43 +151,52 @@ def dt_local_short(value: str | None) -> str:
     return value[:16].replace("T", " ") if value else "-"
 
 
-def find_client_ids(engine: Any, text: str) -> list[str]:
-    """Client ids named by ``text``: directory first, then clients known only from sessions."""
-    matches = engine.directory.find(text)
-    if len(matches) > 1:
-        names = ", ".join(sorted({c.name for c in matches}))
-        raise UserError(f"'{text}' matches several clients ({names}); use the full name or email")
-    if matches:
-        return [matches[0].id]
-    with engine.store.transaction() as conn:
-        rows = conn.execute(sa.select(sequences.c.client_id).where(sa.or_(
-            sa.func.lower(sequences.c.client_name) == text.strip().lower(),
-            sa.func.lower(sequences.c.client_email) == text.strip().lower()))).all()
-    ids = sorted({r[0] for r in rows if r[0]})
-    if not ids:
-        raise UserError(f"no client named '{text}' in the directory or in past follow-ups")
-    return ids
+def render_preview(config: Config, template: str, client_name: str | None,
+                   trigger: str = "no_show") -> tuple[str, str]:
+    """(the message exactly as it would be sent, a note on whose values it shows).
 
+    Without ``client_name``: a fictional client and session, with the practice's own name,
+    phone and link from the config (nothing the practice does not have)."""
+    from daemon import messages
+    from daemon.actions import exact_in
+    from daemon.clock import SystemClock
+    from daemon.store import ts
+    from daemon.templates import SAMPLE_SESSION, Templates, sample_client, sample_context, when
 
-def render_preview(config: Config, template: str, client_name: str | None) -> str:
-    from daemon.templates import Templates, context_for, sample_context
-
+    p = config.practice
     templates = Templates(config.resolve(config.templates.folder))
-    ctx = sample_context()
+    start = datetime(*SAMPLE_SESSION, tzinfo=p.timezone)
+    client = sample_client(config.clients.default_region)
+    note = (f"preview with sample values: a fictional client ({client.name}) whose appointment on "
+            f"{when(start, tz=p.timezone, locale=p.locale)} was {_TRIGGER_WORDS[trigger]}; the practice's "
+            "name, phone and link come from the config. Use --client NAME for a client's own.")
     if client_name:
-        directory = load_dir(config)
-        found = directory.find(client_name)
-        if len(found) != 1:
-            raise UserError(f"--client '{client_name}': {'no' if not found else 'more than one'} matching client")
-        p = config.practice
-        ctx = context_for(found[0], datetime.now(p.timezone), "no_show", tz=p.timezone, locale=p.locale,
-                          therapist=p.therapist, practice=p.name, practice_phone=p.phone,
-                          rebooking_link=p.rebooking_link)
-    rendered = templates.render(template, ctx)
-    out = [f"Subject: {rendered.subject}", "", rendered.text.rstrip()]
-    if rendered.html:
-        out += ["", "--- HTML ---", rendered.html.rstrip()]
-    return "\n".join(out)
+        client = exact_in(load_dir(config).clients, client_name, "--client")
+        start = SystemClock().now()
+        note = f"preview for {client.name}, as if the appointment just now was {_TRIGGER_WORDS[trigger]}"
+    step = {"id": "preview", "sequence_id": "preview", "session_start": ts(start), "due_at": ts(start),
+            "trigger": trigger, "template": template}
+    medium = _medium(config, template) or ("email" if templates.render(template, sample_context()).subject
+                                           else "sms")
+    message = messages.build_for(step, client, medium, config, templates)
+    out = [f"Subject: {message.subject}", "", message.text.rstrip()]
+    if message.html:
+        out += ["", "--- HTML ---", message.html.rstrip()]
+    return "\n".join(out), note
+
+
+_TRIGGER_WORDS = {"no_show": "missed (a no-show)", "late_cancel": "cancelled at short notice",
+                  "cancelled": "cancelled"}
+
+
+def _medium(config: Config, template: str) -> str | None:
+    """How the cadence sends ``template``; None when no step uses it."""
+    for step in config.cadence.steps:
+        if step.template == template:
+            if step.channel == "email":
+                return "email"
+            return {"twilio-sms": "sms"}.get(config.phone.backend, "call-task")
+    return None
 
 
 def load_dir(config: Config) -> Any:
@@ -125,32 +206,41 @@ def load_dir(config: Config) -> Any:
                           config.clients.default_region)
 
 
-def render_history(engine: Any, client_ids: list[str], fmt: str) -> str:
-    """Each missed session with its trigger, and each step with time, channel and outcome."""
+HISTORY_FIELDS = ["client", "session_start", "trigger", "follow_up", "time", "event", "detail", "closed"]
+
+
+def render_history(engine: Any, client_id: str, fmt: str) -> str:
+    """Each missed session with its trigger, each step with time, channel and outcome, and what
+    the therapist did for the client (reached, opted out, resolved), with who and when."""
     tz = engine.config.practice.timezone
+    name = engine.client_of(client_id).name
     rows = []
     with engine.store.transaction() as conn:
-        seqs = conn.execute(sa.select(sequences).where(sequences.c.client_id.in_(client_ids))
+        seqs = conn.execute(sa.select(sequences).where(sequences.c.client_id == client_id)
                             .order_by(sequences.c.session_start)).mappings().all()
         for s in seqs:
             events = conn.execute(sa.select(audit).where(audit.c.sequence_id == s["id"]).order_by(audit.c.id)).mappings().all()
-            base = {"client": s["client_name"] or engine.client_of(s["client_id"]).name,
-                    "session_start": _local(s["session_start"], tz), "trigger": s["trigger"],
-                    "follow_up": s["id"], "closed": s["closed_reason"] or "open"}
+            base = {"client": s["client_name"] or name, "session_start": _local(s["session_start"], tz),
+                    "trigger": s["trigger"], "follow_up": s["id"], "closed": s["closed_reason"] or "open"}
             rows.append({**base, "time": _local(s["detected_at"], tz), "event": "detected", "detail": ""})
             for e in events:
                 if e["event"] != "detected":
                     rows.append({**base, "time": _local(e["at"], tz), "event": e["event"],
                                  "detail": (e["step_id"] or "") + (f" {e['detail']}" if e["detail"] else "")})
+        for e in conn.execute(sa.select(audit).where(audit.c.client_id == client_id,
+                                                     audit.c.sequence_id.is_(None)).order_by(audit.c.id)).mappings():
+            rows.append({"client": name, "session_start": "", "trigger": "", "follow_up": "", "closed": "",
+                         "time": _local(e["at"], tz), "event": e["event"], "detail": e["detail"]})
+    rows.sort(key=lambda r: r["time"] or "")
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False)
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["client", "session_start", "trigger", "follow_up", "time", "event", "detail", "closed"])
+        writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue().rstrip("\n")
     if not rows:
-        return "no missed sessions recorded for this client"
-    return "\n".join(f"{r['time'][:16]}  {r['session_start'][:16]} {r['trigger']:<11} {r['event']:<10} {r['detail']}"
-                     for r in rows)
+        return "nothing recorded for this client"
+    return "\n".join(f"{r['time'][:16]}  {r['session_start'][:16]:<16} {r['trigger']:<11} {r['event']:<14} "
+                     f"{r['detail']}".rstrip() for r in rows)

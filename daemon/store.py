@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 metadata = sa.MetaData()
 
 meta = sa.Table("meta", metadata,
@@ -127,6 +127,7 @@ audit = sa.Table(
     sa.Column("step_id", sa.String(48)),
     sa.Column("event", sa.String(40), nullable=False),
     sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("client_id", sa.String(300)),   # schema 4: what the therapist did for a client
 )
 
 
@@ -221,9 +222,10 @@ class Store:
             return row[0] if row else None
 
     def audit(self, conn: Connection, at: datetime, event: str, *, sequence_id: str | None = None,
-              step_id: str | None = None, detail: str = "") -> None:
+              step_id: str | None = None, detail: str = "", client_id: str | None = None) -> None:
+        """One contact-log entry (``client_id``: an action on the client, not on one follow-up)."""
         conn.execute(audit.insert().values(at=ts(at), sequence_id=sequence_id, step_id=step_id,
-                                           event=event, detail=detail))
+                                           event=event, detail=detail, client_id=client_id))
 
     def report(self, conn: Connection, at: datetime, kind: str, calendar: str, ref: str,
                detail: str) -> bool:
@@ -294,4 +296,5 @@ def _booked_at(conn: Connection) -> None:
 
 
 # version → function(conn) that brings the previous version up to it
-UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT"), 3: _booked_at}
+UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT"), 3: _booked_at,
+                            4: _add_column("audit", "client_id", "VARCHAR(300)")}

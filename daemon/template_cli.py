@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Callable
 
@@ -75,7 +75,7 @@ def list_templates(cfg: Config) -> str:
         except UserError:
             lines.append(f"  {name:<20} MISSING   used by: {', '.join(usage(cfg, name).steps)}")
             continue
-        where = "yours" if src.text_path.parent == folder else "default"
+        where = src.origin
         files = src.text_path.name + (f" + {src.html_path.name}" if src.html_path else "")
         used = ", ".join(usage(cfg, name).steps) or "not used by the cadence"
         lines.append(f"  {name:<20} {where:<9} {files:<40} used by: {used}")
@@ -104,7 +104,7 @@ def check_edit(cfg: Config, name: str, texts: dict[Path, str]) -> tuple[list[str
     return problems, clinical_warnings(txt_path, texts[txt_path], whole=use.sms)
 
 
-def clinical_warnings(path: Path, source: str, *, whole: bool) -> list[str]:
+def clinical_warnings(path: Path | Traversable, source: str, *, whole: bool) -> list[str]:
     """Clinical words in the therapist's own words: the Subject line, or the whole text of an SMS."""
     out = []
     for number, line in enumerate(source.splitlines(), 1):
@@ -149,9 +149,9 @@ def _first_use(folder: Path, name: str) -> list[str]:
         return []
     copied = []
     for suffix in (".txt", ".html"):
-        src = defaults_dir() / f"{name}{suffix}"
+        src = defaults_dir().joinpath(f"{name}{suffix}")
         if src.is_file() and not (folder / src.name).exists():
-            shutil.copy2(src, folder / src.name)
+            (folder / src.name).write_bytes(src.read_bytes())
             copied.append(src.name)
     return copied
 

@@ -9,12 +9,15 @@ validates the text first, so a broken or hostile file is refused, never run.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from babel.dates import format_date, format_datetime, format_time
+import phonenumbers
+from babel import Locale
+from babel.dates import format_date, format_datetime, format_time, match_skeleton
 
 from daemon.errors import TemplateError
 from daemon.model import Client
@@ -22,18 +25,16 @@ from daemon.template_sandbox import (ALLOWED, CALL_TASK_ONLY, MAX_OUTPUT, MAX_SE
                                      client_facing_problems, environment, sandboxed_render)
 
 __all__ = ["ALLOWED", "MAX_OUTPUT", "MAX_SECONDS", "Rendered", "Source", "Templates", "context_for",
-           "copy_defaults", "defaults_dir", "environment", "render_text", "sample_context",
-           "split_subject", "validate_text"]
-DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "templates"
+           "copy_defaults", "defaults_dir", "environment", "readable_phone", "render_text",
+           "sample_client", "sample_context", "spoken_date", "split_subject", "validate_text", "when"]
+DEFAULTS_PACKAGE = "welcomeback_templates"   # the top-level templates/ folder, shipped in the wheel
+FORMATS = (".txt", ".html")
 
 
-def defaults_dir() -> Path:
-    """The packaged default templates (repo checkout or installed package)."""
-    if DEFAULTS_DIR.is_dir():
-        return DEFAULTS_DIR
-    import importlib.resources
-
-    return Path(str(importlib.resources.files("welcomeback_templates")))
+def defaults_dir() -> Traversable:
+    """The packaged default templates, read through importlib.resources: a checkout, an
+    installed package or a zip (never a file-system path assumed)."""
+    return files(DEFAULTS_PACKAGE)
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,12 @@ class Rendered:
 
 @dataclass(frozen=True)
 class Source:
+    """The files of one template; ``origin`` is ``yours`` (the therapist's folder) or ``default``."""
+
     name: str
-    text_path: Path
-    html_path: Path | None
+    text_path: Traversable
+    html_path: Traversable | None
+    origin: str = "yours"
 
 
 class Templates:
@@ -61,17 +65,26 @@ class Templates:
         """The files of template ``name``; the therapist's folder wins over the defaults."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
             raise TemplateError(f"'{name}' is not a template name (letters, digits, _ and -)")
-        for base in (self.folder, defaults_dir()):
-            text = base / f"{name}.txt"
-            if text.is_file():
-                html = base / f"{name}.html"
-                return Source(name, text, html if html.is_file() else None)
+        bases: tuple[tuple[Traversable, str], ...] = ((self.folder, "yours"), (defaults_dir(), "default"))
+        for base, origin in bases:
+            text, html = base.joinpath(f"{name}.txt"), base.joinpath(f"{name}.html")
+            try:
+                if text.is_file():
+                    return Source(name, text, html if html.is_file() else None, origin)
+            except OSError as exc:    # e.g. a folder this user may not enter
+                raise TemplateError(f"{base}: cannot read the templates folder: "
+                                    f"{exc.strerror or type(exc).__name__}") from None
         raise TemplateError(f"template '{name}' not found: looked for {name}.txt in {self.folder} "
-                            f"and {defaults_dir()}")
+                            f"and in the packaged defaults ({defaults_dir()})")
 
     def names(self) -> list[str]:
-        found = {p.stem for base in (defaults_dir(), self.folder) if base.is_dir()
-                 for p in base.glob("*.txt")}
+        found: set[str] = set()
+        for base in (defaults_dir(), self.folder):
+            try:
+                if base.is_dir():
+                    found |= {item.name[:-len(".txt")] for item in base.iterdir() if item.name.endswith(".txt")}
+            except OSError:           # unreadable: locate() names the problem when it matters
+                continue
         return sorted(found)
 
     def validate(self, name: str, *, client_facing: bool = False) -> list[str]:
@@ -118,7 +131,7 @@ def split_subject(raw: str) -> tuple[str, str]:
     return "", raw.strip() + "\n"
 
 
-def _read(path: Path) -> str:
+def _read(path: Traversable) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -150,25 +163,70 @@ def render_text(source: str, filename: str, context: dict[str, str], *, escape: 
     return sandboxed_render(env or environment(), source, filename, context)
 
 
+# How each language joins a date and a time in a sentence; CLDR's "atTime" patterns, which
+# babel does not ship.  Other languages get babel's own joint ("{1}, {0}").
+AT_TIME = {"en": "{1} 'at' {0}", "de": "{1} 'um' {0}", "fr": "{1} 'à' {0}", "es": "{1}, 'a las' {0}",
+           "it": "{1} 'alle ore' {0}", "nl": "{1} 'om' {0}", "pt": "{1} 'às' {0}"}
+
+
+def spoken_date(moment: datetime, *, tz: tzinfo, locale: str) -> str:
+    """The weekday, month and day as the locale writes them: "Monday, March 2", "Montag, 2. März"."""
+    loc = Locale.parse(locale)
+    key = match_skeleton("MMMMEd", loc.datetime_skeletons) or "MMMMEd"
+    pattern = re.sub(r"E+", "EEEE", str(getattr(loc.datetime_skeletons.get(key), "pattern", "EEEE, MMMM d")))
+    return format_date(moment.astimezone(tz).date(), format=pattern, locale=loc)
+
+
+def when(moment: datetime, *, tz: tzinfo, locale: str) -> str:
+    """A session time as people say it: "Monday, March 2 at 10:00 AM"."""
+    loc = Locale.parse(locale)
+    joint = AT_TIME.get(loc.language) or str(loc.datetime_formats.get("long", "{1}, {0}"))
+    time = _plain(format_time(moment.astimezone(tz), format="short", tzinfo=tz, locale=loc))
+    parts = {"{1}": spoken_date(moment, tz=tz, locale=locale), "{0}": time}
+    return "".join(parts.get(piece, piece.strip("'"))
+                   for piece in re.split(r"(\{[01]\}|'[^']*')", joint) if piece)
+
+
+def _plain(text: str) -> str:
+    """CLDR puts a narrow no-break space before AM/PM; a plain one reads the same, stays
+    7-bit in email and fits the GSM-7 alphabet of a text message."""
+    return text.replace("\u202f", " ").replace("\u00a0", " ")
+
+
+def readable_phone(number: str, region: str) -> str:
+    """A stored E.164 number as one reads it in the practice's region: national form for a
+    number of that region ("(555) 010-0101"), international otherwise ("+44 20 7946 0958")."""
+    if not number:
+        return ""
+    try:
+        parsed = phonenumbers.parse(number, region or None)
+    except phonenumbers.NumberParseException:
+        return number
+    same = parsed.country_code == phonenumbers.country_code_for_region((region or "").upper())
+    kind = phonenumbers.PhoneNumberFormat.NATIONAL if same else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    return phonenumbers.format_number(parsed, kind)
+
+
 def context_for(client: Client, session_start: datetime, trigger: str, *, tz: tzinfo, locale: str,
                 therapist: str, practice: str, practice_phone: str = "",
-                rebooking_link: str = "") -> dict[str, str]:
+                rebooking_link: str = "", region: str = "") -> dict[str, str]:
     """The allowlisted variables for one message (built once, used by every channel)."""
     local = session_start.astimezone(tz)
     return {
         "client_first_name": client.first_name, "client_name": client.name,
-        "client_phone": client.phone,
-        "session_date": format_date(local.date(), format="EEEE, MMMM d", locale=locale),
-        "session_time": format_time(local, format="short", tzinfo=tz, locale=locale),
+        "client_phone": readable_phone(client.phone, region),
+        "session_date": spoken_date(local, tz=tz, locale=locale),
+        "session_time": _plain(format_time(local, format="short", tzinfo=tz, locale=locale)),
         "session_weekday": format_datetime(local, format="EEEE", tzinfo=tz, locale=locale),
         "trigger": trigger, "therapist": therapist,
         "therapist_first_name": therapist.split()[0] if therapist.split() else therapist,
-        "practice": practice, "practice_phone": practice_phone, "rebooking_link": rebooking_link,
+        "practice": practice, "practice_phone": readable_phone(practice_phone, region) or practice_phone,
+        "rebooking_link": rebooking_link,
     }
 
 
 def sample_context() -> dict[str, str]:
-    """Fictional sample data for validation and preview."""
+    """Fictional sample data for validation (every variable set, so every branch renders)."""
     return {"client_first_name": "Sam", "client_name": "Sam Example", "client_phone": "+15550100199",
             "session_date": "Tuesday, March 3", "session_time": "10:00 AM", "session_weekday": "Tuesday",
             "trigger": "no_show", "therapist": "Ana Ruiz", "therapist_first_name": "Ana",
@@ -176,12 +234,23 @@ def sample_context() -> dict[str, str]:
             "rebooking_link": "https://book.example/riverside"}
 
 
+SAMPLE_CLIENT = "Sam Example"
+SAMPLE_SESSION = (2026, 3, 2, 10, 0)   # a Monday, 10:00 in the practice's time zone
+
+
+def sample_client(region: str) -> Client:
+    """A fictional client with the documentation example number of the practice's region."""
+    example = phonenumbers.example_number_for_type(region or "US", phonenumbers.PhoneNumberType.MOBILE)
+    phone = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164) if example else ""
+    return Client(id="sample", name=SAMPLE_CLIENT, email="sam.example@example.invalid", phone=phone)
+
+
 def copy_defaults(folder: Path) -> list[str]:
     """Copy default templates the folder lacks; never overwrites the therapist's words."""
     folder.mkdir(parents=True, exist_ok=True)
     copied = []
-    for src in defaults_dir().glob("*.*"):
-        if src.suffix in (".txt", ".html") and not (folder / src.name).exists():
-            shutil.copy2(src, folder / src.name)
+    for src in sorted(defaults_dir().iterdir(), key=lambda item: item.name):
+        if src.name.endswith(FORMATS) and not (folder / src.name).exists():
+            (folder / src.name).write_bytes(src.read_bytes())
             copied.append(src.name)
     return copied

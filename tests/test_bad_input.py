@@ -26,7 +26,7 @@ def test_broken_template_holds_the_step_until_fixed(practice, capsys):
     (folder / "phone_call.txt").write_text("Subject: Call\n\nHi {{ client_first_name }} {{ mood }}\n")
     practice.once(local(2026, 11, 4, 10, 5))
     assert practice.mails() == []
-    assert practice.status(capsys)[0]["state"] == "planned"
+    assert (practice.status(capsys)[0]["state"], practice.status(capsys)[0]["reason"]) == ("held", "template")
     capsys.readouterr()
     practice.cli("status")
     assert "phone_call.txt" in capsys.readouterr().out

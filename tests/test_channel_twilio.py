@@ -128,12 +128,12 @@ def test_429_waits_then_sends_once(server, make_channel):
     assert len(channel.slept) == 1 and 2 <= channel.slept[0] <= 2.5
 
 
-def test_429_is_bounded_then_retry(server, make_channel):
+def test_429_is_retried_exactly_once_then_retry(server, make_channel):
     server.script(*[too_many_requests(retry_after=1)] * 10)
     channel = make_channel()
     err = deliver_error(channel)
     assert err.outcome == "retry" and err.retry_after == pytest.approx(1)
-    assert len(server.requests) == 3 and len(channel.slept) == 2
+    assert len(server.requests) == 2 and len(channel.slept) == 1
 
 
 def test_429_without_a_short_wait_goes_back_to_the_engine(server, make_channel):
@@ -188,14 +188,15 @@ def test_outside_the_recipients_daytime_is_retry_until_08(server, make_channel, 
     assert server.requests == []
 
 
-def test_missing_token_is_named_by_check_and_pauses(server, make_channel):
+def test_missing_token_is_named_by_check_and_holds_the_step(server, make_channel):
     def missing(name: str) -> str:
         raise SecretMissing(name, places(name))
 
     channel = make_channel(secret=missing)
     (problem,) = channel.check()
     assert "twilio_auth_token" in problem and "WELCOMEBACK_TWILIO_AUTH_TOKEN" in problem
-    assert deliver_error(channel).outcome == "paused"
+    err = deliver_error(channel)
+    assert (err.outcome, err.hold) == ("held", "secret")
     assert server.requests == []
 
 

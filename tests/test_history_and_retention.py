@@ -36,6 +36,7 @@ def test_history_lists_each_missed_session_and_attempt(practice, capsys):
     assert "no_show" in capsys.readouterr().out
 
 
+@pytest.mark.shows_client_data  # prints whom it matched, the contact log or the status table
 def test_optout_stops_and_never_starts_again(practice, capsys):
     session = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe")
     later = Ev("s2", local(2026, 11, 24, 10), local(2026, 11, 24, 10, 50), "Jane Doe")
@@ -58,7 +59,7 @@ def test_unknown_client_is_a_clear_error(practice, capsys):
     assert practice.cli("reached", "Nobody Here") == 2
     assert "Nobody Here" in capsys.readouterr().err
     assert practice.cli("reached", "Chris Park") == 2
-    assert "several clients" in capsys.readouterr().err
+    assert "fits 2 clients" in capsys.readouterr().err
 
 
 def test_retention_purges_closed_follow_ups(practice, capsys):

@@ -36,7 +36,7 @@ def test_a_full_name_in_the_email_subject_is_refused_by_check_and_never_sent(pra
     jane_no_show(practice)
     practice.once(local(2026, 11, 4, 10, 5))
     practice.once(local(2026, 11, 10, 10, 5))
-    assert [(r[4], r[5]) for r in journal(practice, capsys)] == [("phone", "sent"), ("email", "planned")]
+    assert [(r[4], r[5]) for r in journal(practice, capsys)] == [("phone", "sent"), ("email", "held")]
     assert len(call_tasks(practice)) == 1 and practice.mails_to(JANE) == []
     assert "email_followup" in attention(practice, capsys)
     path.write_text(NAMED_SUBJECT.replace("{{ client_name }}", "{{ practice }}"))
@@ -55,7 +55,7 @@ def test_a_phone_number_in_the_html_part_holds_the_email(practice, capsys):
     for day in (4, 10, 11):
         practice.once(local(2026, 11, day, 10, 5))
     assert practice.mails_to(JANE) == []
-    assert [r[5] for r in journal(practice, capsys)] == ["sent", "planned"]
+    assert [r[5] for r in journal(practice, capsys)] == ["sent", "held"]
 
 
 def test_a_text_message_template_with_the_clients_name_is_never_sent(tmp_path, monkeypatch, capsys):
@@ -72,17 +72,17 @@ def test_a_text_message_template_with_the_clients_name_is_never_sent(tmp_path, m
         jane_no_show(practice)
         practice.once(local(2026, 11, 4, 10, 5))
         assert twilio.requests == []
-        assert [r[5] for r in journal(practice, capsys)] == ["planned", "planned"]
+        assert [r[5] for r in journal(practice, capsys)] == ["held", "planned"]
 
 
 def test_a_call_task_may_carry_the_name_and_number(practice, capsys):
-    _template(practice, "phone_call.txt", "Subject: Call\n\nCall {{ client_name }} on {{ client_phone }}.\n")
+    _template(practice, "phone_call.txt", "Subject: Call {{ client_name }}\n\nCall {{ client_name }} on {{ client_phone }}.\n")
     capsys.readouterr()
     assert practice.cli("check") == 0
     jane_no_show(practice)
     practice.once(local(2026, 11, 4, 10, 5))
     task = call_tasks(practice)[0]
-    assert "Call Jane Doe on +15550100201." in task
+    assert "Subject: Call Jane Doe" in task and "Call Jane Doe on (555) 010-0201." in task
 
 
 def test_templates_edit_refuses_to_install_a_name_in_a_client_email(practice, tmp_path, monkeypatch, capsys):

@@ -29,7 +29,7 @@ def test_no_show_gets_call_then_email_then_stops(practice, capsys):
     assert practice.mails() == []
     practice.once(local(2026, 11, 4, 10, 5))
     tasks = practice.mails_to(THERAPIST)
-    assert len(tasks) == 1 and "Call Jane D." in tasks[0] and "+15550100201" in tasks[0]
+    assert len(tasks) == 1 and "Subject: Call Jane\n" in tasks[0] and "Phone: (555) 010-0201" in tasks[0]
     assert practice.mails_to(JANE) == []
     practice.once(local(2026, 11, 10, 10, 5))
     emails = practice.mails_to(JANE)
@@ -203,6 +203,7 @@ def test_marker_removed_before_the_step_withdraws_it(practice, capsys):
     assert practice.mails() == []
 
 
+@pytest.mark.shows_client_data  # prints whom it matched, the contact log or the status table
 def test_reached_from_the_cli_stops_the_sequence(practice, capsys):
     jane_no_show(practice)
     practice.once(local(2026, 11, 4, 10, 30))

@@ -81,5 +81,5 @@ def test_upgrade_from_schema_2_dates_each_booking_by_its_event(tmp_path, capsys)
         booked = dict(conn.exec_driver_sql("SELECT key, booked_at FROM sessions").all())
         version = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar_one()
     engine.dispose()
-    assert version == "3" == str(SCHEMA_VERSION)
+    assert version == str(SCHEMA_VERSION)
     assert booked == {"j1": None, "o1": "2026-11-04T13:00:00.000000Z"}

@@ -34,7 +34,7 @@ def directives(path: Path) -> dict[str, list[str]]:
 
 SYSTEM_REQUIRED = {
     "Type": "notify", "NotifyAccess": "main", "Restart": "on-failure", "WatchdogSec": "60",
-    "DynamicUser": "yes", "StateDirectory": "welcomeback", "StateDirectoryMode": "0700",
+    "User": "welcomeback", "Group": "welcomeback", "StateDirectory": "welcomeback", "StateDirectoryMode": "0700",
     "ConfigurationDirectory": "welcomeback", "UMask": "0077",
     "ExecStart": "/opt/welcomeback/bin/welcomeback --config /etc/welcomeback/config.toml run",
     "ExecReload": "/bin/kill -HUP $MAINPID",
@@ -55,6 +55,7 @@ def test_system_unit_sets_required_directives() -> None:
     for key, value in SYSTEM_REQUIRED.items():
         assert value in found.get(key, []), f"{key}={value} missing from {SYSTEM.name}"
     assert found["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
+    assert "DynamicUser" not in found   # the static sysusers user: its state folder stays reachable
     assert "WELCOMEBACK_CONFIG=/etc/welcomeback/config.toml" in found["Environment"]
     for key in ("RestartSec", "TimeoutStopSec", "StartLimitBurst", "StartLimitIntervalSec",
                 "IPAddressDeny"):

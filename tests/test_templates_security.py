@@ -225,5 +225,5 @@ def test_a_forced_payload_holds_the_step_and_nothing_is_sent(practice, capsys) -
     capsys.readouterr()
     practice.once(local(2026, 11, 4, 10, 5))
     assert "held:template" in capsys.readouterr().out
-    assert practice.status(capsys)[0]["state"] == "planned"
+    assert (practice.status(capsys)[0]["state"], practice.status(capsys)[0]["reason"]) == ("held", "template")
     assert practice.mails() == []

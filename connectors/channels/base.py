@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from daemon.clock import Clock
+from daemon.errors import ChannelError
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,30 @@ class Channel(ABC):
         self.context = context
 
     def send(self, message: Message) -> Receipt:
-        """Deliver, or only log under dry-run.  Raises ChannelError."""
+        """Deliver, or only log under dry-run.  Raises ChannelError.
+
+        The libraries of every backend involved are imported first: one that cannot
+        be imported holds the step (``missing_library``) before anything is handed off.
+        """
         if self.context.dry_run:
             log.info("dry-run: step %s would go by %s (%s); nothing sent",
                      message.step_id, self.backend, message.audience)
             return Receipt(provider_id="dry-run", detail="dry run: not delivered")
+        self._import_libraries()
         return self.deliver(message)
+
+    def backends(self) -> tuple[str, ...]:
+        """The backends a hand-off goes through (a call task also uses the email backend)."""
+        return (self.backend,)
+
+    def _import_libraries(self) -> None:
+        from daemon.libraries import CHANNELS, cannot_import
+
+        for backend in self.backends():
+            need = CHANNELS.get(backend)
+            problem = cannot_import(f"backend '{backend}'", need) if need else None
+            if problem:
+                raise ChannelError("held", problem, hold="missing_library")
 
     @abstractmethod
     def deliver(self, message: Message) -> Receipt:

@@ -23,6 +23,9 @@ class TherapistEmailCallTask(Channel):
     def idempotent(self) -> bool:  # type: ignore[override]
         return self.email.idempotent
 
+    def backends(self) -> tuple[str, ...]:
+        return (self.backend, *self.email.backends())
+
     def deliver(self, message: Message) -> Receipt:
         """Hand the task to the email backend, addressed to the therapist."""
         task = replace(message, audience="therapist", to_address=self.context.therapist_email,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
-from typing import Any
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from connectors.channels.base import ChannelContext, Message
@@ -26,32 +27,89 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 MAX_REASON = 300
 
 
-def build_email(message: Message, context: ChannelContext) -> EmailMessage:
+class Unencodable(ValueError):
+    """The message cannot be written as email (a permanent local problem; the text is safe to log)."""
+
+
+def build_email(message: Message, context: ChannelContext, *, eight_bit: bool = False) -> EmailMessage:
     """The RFC 5322 message for ``message``: text plus an optional HTML alternative.
 
     Message-ID is ``message.message_id`` (deterministic per step), Date comes from
-    the context's clock.  Raises ValueError for headers that cannot be encoded
-    (a line break in a subject or name).
+    the context's clock.  ``eight_bit`` writes non-ASCII text as 8bit UTF-8 (an .eml
+    file readable with ``cat``) instead of quoted-printable (7-bit clean for any SMTP
+    server).  Raises Unencodable naming what cannot be encoded (never its value).
     """
+    try:
+        return _build(message, context, eight_bit)
+    except Unencodable:
+        raise
+    except (ValueError, TypeError) as exc:   # email's own header checks (defects are ValueErrors)
+        raise Unencodable(f"the message cannot be encoded as email ({type(exc).__name__})") from None
+
+
+def email_bytes(message: Message, context: ChannelContext, *, eight_bit: bool = False,
+                linesep: str = "\n") -> bytes:
+    """``build_email`` serialised; raises Unencodable."""
+    mail = build_email(message, context, eight_bit=eight_bit)
+    try:
+        return mail.as_bytes(policy=mail.policy.clone(linesep=linesep))
+    except (ValueError, TypeError) as exc:
+        raise Unencodable(f"the message cannot be encoded as email ({type(exc).__name__})") from None
+
+
+def _build(message: Message, context: ChannelContext, eight_bit: bool) -> EmailMessage:
     mail = EmailMessage()
     sender_name = context.extra.get("sender_name") or context.practice_name
-    mail["From"] = Address(display_name=sender_name, addr_spec=context.sender)
-    mail["To"] = Address(display_name=message.to_name, addr_spec=message.to_address)
+    mail["From"] = Address(display_name=_name(sender_name, "the sender's name"),
+                           addr_spec=ascii_address(context.sender, "the From address"))
+    mail["To"] = Address(display_name=_name(message.to_name, "the recipient's name"),
+                         addr_spec=ascii_address(message.to_address, "the recipient's address"))
+    if _CONTROL.search(message.subject):
+        raise Unencodable("the subject contains a line break or control character; check the template")
     mail["Subject"] = message.subject
     mail["Date"] = format_datetime(context.clock.now().astimezone(context.timezone))
     mail["Message-ID"] = message.message_id or fallback_message_id(message, context)
     if message.reply_to:
-        mail["Reply-To"] = message.reply_to
-    mail.set_content(message.text, cte=_cte(message.text))
+        mail["Reply-To"] = ascii_address(message.reply_to, "the Reply-To address")
+    mail.set_content(message.text, cte=_cte(message.text, eight_bit))
     if message.html:
-        mail.add_alternative(message.html, subtype="html", cte=_cte(message.html))
+        mail.add_alternative(message.html, subtype="html", cte=_cte(message.html, eight_bit))
     return mail
 
 
-def _cte(text: str) -> str | None:
-    """Quoted-printable for non-ASCII text, so the message stays 7-bit clean
-    (no 8BITMIME needed from the SMTP server)."""
-    return None if text.isascii() else "quoted-printable"
+def ascii_address(address: str, what: str) -> str:
+    """``address`` as plain email can carry it: the domain IDNA-encoded; raises Unencodable
+    for a non-ASCII local part (that needs SMTPUTF8, which welcomeback does not use)."""
+    local, at, domain = (address or "").rpartition("@")
+    if not at or not local or not domain:
+        raise Unencodable(f"{what} is not an email address")
+    if not local.isascii():
+        raise Unencodable(f"{what} has non-ASCII characters before the @, which email without "
+                          "SMTPUTF8 cannot carry; correct it in the client directory")
+    if _CONTROL.search(address):
+        raise Unencodable(f"{what} contains a line break or control character")
+    try:
+        return f"{local}@{domain if domain.isascii() else domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        raise Unencodable(f"the domain of {what} cannot be written as an international domain name") from None
+
+
+def _name(name: str, what: str) -> str:
+    if _CONTROL.search(name or ""):
+        raise Unencodable(f"{what} contains a line break or control character; correct it in the "
+                          "client directory")
+    return name or ""
+
+
+def _cte(text: str, eight_bit: bool) -> str | None:
+    """7bit for ASCII and 8bit UTF-8 when asked, as long as every line fits (998 octets), so
+    a long paragraph stays readable with ``cat``; else quoted-printable (7-bit clean)."""
+    fits = all(len(line.encode("utf-8")) <= 998 for line in text.splitlines())
+    if fits and text.isascii():
+        return "7bit"
+    if fits and eight_bit:
+        return "8bit"
+    return "quoted-printable"
 
 
 def fallback_message_id(message: Message, context: ChannelContext) -> str:
@@ -83,6 +141,21 @@ def _private_strings(message: Message) -> list[str]:
     if len(digits) >= 6:
         parts.append(digits)
     return sorted({p.strip() for p in parts if p and p.strip()}, key=len, reverse=True)
+
+
+def retry_after_seconds(value: str | None, wall: Callable[[], float] = time.time) -> float | None:
+    """A ``Retry-After`` header (seconds, or an HTTP date compared with the wall clock)
+    as seconds to wait, at least 1; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(1.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(1.0, parsedate_to_datetime(value).timestamp() - wall())
+    except (TypeError, ValueError):
+        return None
 
 
 def parse_seconds(value: Any) -> float:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.channels.base import Channel, Message, Receipt
-from connectors.channels.mime import build_email
+from connectors.channels.mime import Unencodable, email_bytes
 from daemon.errors import ChannelError
 from daemon.schema import option
 
@@ -45,20 +45,30 @@ class OutboxChannel(Channel):
         return self.folder / f"{safe}.eml"
 
     def deliver(self, message: Message) -> Receipt:
+        """Write the .eml file.  A message that cannot be encoded fails (permanent); a folder
+        that cannot be written holds the step until it is fixed.  Raises ChannelError."""
         target = self.path_for(message)
         if target.exists():  # already handed off: never a second copy
             return Receipt(provider_id=target.name, detail="already in the outbox")
         try:
-            data = bytes(build_email(message, self.context))
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = target.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except (OSError, ValueError) as exc:
-            raise ChannelError("retry", f"cannot write to the outbox folder: {type(exc).__name__}") from None
+            data = email_bytes(message, self.context, eight_bit=True)
+        except Unencodable as exc:
+            raise ChannelError("failed", str(exc)) from None
+        try:
+            self._write(target, data)
+        except OSError as exc:
+            raise ChannelError("held", f"cannot write to the outbox folder {self.folder}: "
+                               f"{exc.strerror or type(exc).__name__}", hold="folder") from None
         return Receipt(provider_id=target.name)
+
+    def _write(self, target: Path, data: bytes) -> None:
+        """Atomically: a temporary file, fsync, rename."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = target.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)

@@ -2,8 +2,10 @@
 
 SendGrid does not deduplicate: a 5xx or a timeout after the request was written
 may still have queued the mail, so it is ``uncertain`` and never re-sent here.
-Only answers that say "nothing was queued" (429, 503 with a wait) are retried,
-a bounded number of times and only when the wait is short.
+Only answers that say "nothing was queued" (429, 503 with a wait) are retried:
+once, after the wait they name, and only when that wait is short.  The wait is
+measured on the wall clock (``X-RateLimit-Reset`` is a real Unix time), even when
+``--now`` moves the cycle's clock.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from email.message import Message as HeaderMap
 from typing import Any, Callable, Mapping
 
 from connectors.channels.base import Channel, ChannelContext, Message, Receipt
-from connectors.channels.mime import parse_api_base, parse_seconds, scrub
+from connectors.channels.mime import parse_api_base, parse_seconds, retry_after_seconds, scrub
 from daemon.errors import ChannelError, SecretMissing
 from daemon.schema import option
 
 log = logging.getLogger(__name__)
 SECRET = "sendgrid_api_key"
 STEP_ARG = "welcomeback_step"
-MAX_ATTEMPTS = 3          # one send plus at most two waits for a rate limit
+MAX_ATTEMPTS = 2          # one send plus at most one wait for a rate limit
 MAX_INLINE_WAIT = 30.0    # longer waits go back to the engine as ``retry``
 DEFAULT_WAIT = 60.0       # when a 429/503 names no reset time
 
@@ -47,9 +49,11 @@ class SendGridChannel(Channel):
     Options = SendGridOptions
 
     def __init__(self, options: SendGridOptions, context: ChannelContext, *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 wall: Callable[[], float] = time.time) -> None:
         super().__init__(options, context)
         self.sleep = sleep
+        self.wall = wall   # the real clock: a provider's reset time is a wall-clock fact
         _quiet_library_logs()
 
     def check(self) -> list[str]:
@@ -66,7 +70,11 @@ class SendGridChannel(Channel):
     def deliver(self, message: Message) -> Receipt:
         """POST mail/send; 202 → Receipt(X-Message-Id).  Raises ChannelError."""
         client = self._client()
-        body = self._mail(message).get()
+        try:
+            body = self._mail(message).get()
+        except (ValueError, TypeError) as exc:   # before any request: nothing was sent
+            raise ChannelError("failed", f"the message cannot be built for SendGrid "
+                               f"({type(exc).__name__})") from None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             wait = self._attempt(client, body, message)
             if isinstance(wait, Receipt):
@@ -101,13 +109,13 @@ class SendGridChannel(Channel):
         return Receipt(provider_id=provider_id, detail="accepted by SendGrid (202)")
 
     def _client(self) -> Any:
-        """A SendGrid client for ``api_base``; raises ChannelError(paused) without a key."""
+        """A SendGrid client for ``api_base``; without a key the step is held (nothing sent)."""
         from sendgrid import SendGridAPIClient
 
         try:
             key = self.context.secret(SECRET)
         except SecretMissing as exc:
-            raise ChannelError("paused", str(exc)) from None
+            raise ChannelError("held", str(exc), hold="secret") from None
         client = SendGridAPIClient(api_key=key, host=self.options.api_base)
         client.client.timeout = self.options.timeout
         return client
@@ -145,15 +153,16 @@ class SendGridChannel(Channel):
                             "not re-sent automatically")
 
     def _wait(self, headers: Any) -> float:
-        """Seconds until the rate limit resets (X-RateLimit-Reset is a Unix time)."""
+        """Seconds until the rate limit resets (X-RateLimit-Reset is a Unix time, compared
+        with the wall clock, never with the cycle's clock)."""
         reset = _header(headers, "X-RateLimit-Reset")
-        now = self.context.clock.now().timestamp()
+        now = self.wall()
         try:
             if reset:
                 return max(1.0, float(reset) - now)
-            retry_after = _header(headers, "Retry-After")
-            if retry_after:
-                return max(1.0, float(retry_after))
+            retry_after = retry_after_seconds(_header(headers, "Retry-After"), self.wall)
+            if retry_after is not None:
+                return retry_after
         except ValueError:
             pass
         return DEFAULT_WAIT

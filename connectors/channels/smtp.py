@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.channels.base import Channel, Message, Receipt
-from connectors.channels.mime import build_email, is_loopback, parse_seconds, scrub
+from connectors.channels.mime import (Unencodable, ascii_address, email_bytes, fallback_message_id,
+                                      is_loopback, parse_seconds, scrub)
 from daemon.errors import ChannelError, SecretMissing
 from daemon.schema import option
 
@@ -90,22 +91,38 @@ class SmtpChannel(Channel):
         return problems
 
     def deliver(self, message: Message) -> Receipt:
-        """Send one message.  Raises ChannelError with the outcome."""
+        """Send one message.  Raises ChannelError with the outcome.
+
+        Everything local is settled before connecting: a message or address that cannot
+        be encoded fails (permanent), a missing password holds the step.
+        """
         try:
-            mail = build_email(message, self.context)
-        except (ValueError, TypeError) as exc:
-            raise ChannelError("failed", f"the message cannot be encoded as email "
-                               f"({type(exc).__name__})") from None
+            data = email_bytes(message, self.context, linesep="\r\n")
+            envelope = (ascii_address(self.context.sender, "the From address"),
+                        ascii_address(message.to_address, "the recipient's address"))
+        except Unencodable as exc:
+            raise ChannelError("failed", str(exc)) from None
+        password = self._password()
         smtp = self._connect()
         done = False
         try:
-            self._login(smtp)
-            reply = self._transmit(smtp, mail, message)
+            self._login(smtp, password)
+            reply = self._transmit(smtp, data, envelope, message)
             done = True
         finally:
             _close(smtp, polite=done)
         log.info("step %s: accepted by the SMTP server", message.step_id)
-        return Receipt(provider_id=str(mail["Message-ID"]), detail=reply)
+        return Receipt(provider_id=message.message_id or fallback_message_id(message, self.context),
+                       detail=reply)
+
+    def _password(self) -> str | None:
+        """The AUTH password when a username is set; a missing one holds the step."""
+        if not self.options.username:
+            return None
+        try:
+            return self.context.secret(SECRET)
+        except SecretMissing as exc:
+            raise ChannelError("held", str(exc), hold="secret") from None
 
     def _connect(self) -> _SMTP | _SMTPSSL:
         """Open the connection and secure it.  Nothing has been sent on failure."""
@@ -131,15 +148,12 @@ class SmtpChannel(Channel):
             raise ChannelError("retry", f"cannot open a secure SMTP connection to "
                                f"{opts.host}:{opts.port} ({_describe(exc)}); nothing was sent") from None
 
-    def _login(self, smtp: smtplib.SMTP) -> None:
-        """AUTH when a username is configured; failures pause the channel."""
-        if not self.options.username:
+    def _login(self, smtp: smtplib.SMTP, password: str | None) -> None:
+        """AUTH when a username is configured; a refused login pauses the channel."""
+        if password is None:
             return
         try:
-            password = self.context.secret(SECRET)
             smtp.login(self.options.username, password)
-        except SecretMissing as exc:
-            raise ChannelError("paused", str(exc)) from None
         except smtplib.SMTPAuthenticationError as exc:
             raise ChannelError("paused", f"SMTP login refused ({exc.smtp_code}); check the "
                                f"username and the secret '{SECRET}'") from None
@@ -148,12 +162,14 @@ class SmtpChannel(Channel):
         except (smtplib.SMTPException, OSError) as exc:
             raise ChannelError("retry", f"SMTP login failed ({_describe(exc)}); nothing was sent") from None
 
-    def _transmit(self, smtp: _SMTP | _SMTPSSL, mail: Any, message: Message) -> str:
+    def _transmit(self, smtp: _SMTP | _SMTPSSL, data: bytes, envelope: tuple[str, str],
+                  message: Message) -> str:
         """MAIL, RCPT, DATA; returns the final reply text (scrubbed)."""
+        sender, recipient = envelope
         try:
-            steps = (("MAIL", lambda: smtp.mail(self.context.sender)),
-                     ("RCPT", lambda: smtp.rcpt(message.to_address)),
-                     ("DATA", lambda: smtp.data(mail.as_bytes(policy=mail.policy.clone(linesep="\r\n")))))
+            steps = (("MAIL", lambda: smtp.mail(sender)),
+                     ("RCPT", lambda: smtp.rcpt(recipient)),
+                     ("DATA", lambda: smtp.data(data)))
             for name, step in steps:
                 code, text = step()
                 if not 200 <= code < 300:

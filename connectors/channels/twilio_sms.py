@@ -1,7 +1,8 @@
 """SMS through Twilio's Messages API, with the official ``twilio`` client.
 
 A Twilio send is not idempotent: a 5xx, a timeout or a dropped connection after
-the request was written is ``uncertain`` and never retried here.  Hard limits
+the request was written is ``uncertain`` and never retried here.  A 429 with a
+short ``Retry-After`` is retried once, after that real (wall-clock) wait.  Hard limits
 from the TCPA healthcare exemption live in the sender: one GSM-7 segment
 (``sms_problems``) and the recipient's local daytime (08:00-21:00).
 """
@@ -22,7 +23,7 @@ import phonenumbers
 from phonenumbers import timezone as phone_zones
 
 from connectors.channels.base import Channel, ChannelContext, Message, Receipt
-from connectors.channels.mime import parse_api_base, parse_seconds, scrub
+from connectors.channels.mime import parse_api_base, parse_seconds, retry_after_seconds, scrub
 from daemon.errors import ChannelError, SecretMissing
 from daemon.schema import option
 
@@ -33,7 +34,7 @@ GSM7_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#�
               "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
 GSM7_EXTENDED = "^{}\\[~]|€\f"   # each takes two of the 160 septets
 SEND_FROM, SEND_UNTIL = clock_time(8), clock_time(21)
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 2          # one send plus at most one wait for a rate limit
 MAX_INLINE_WAIT = 30.0
 DEFAULT_WAIT = 60.0
 
@@ -102,9 +103,11 @@ class TwilioSmsChannel(Channel):
     Options = TwilioOptions
 
     def __init__(self, options: TwilioOptions, context: ChannelContext, *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 wall: Callable[[], float] = time.time) -> None:
         super().__init__(options, context)
         self.sleep = sleep
+        self.wall = wall   # the real clock: a provider's wait is a wall-clock fact
 
     def check(self) -> list[str]:
         """A missing auth token; sends nothing."""
@@ -189,7 +192,7 @@ class TwilioSmsChannel(Channel):
             return ChannelError("paused", f"{text} (check account_sid and the secret '{SECRET}')")
         if code == 21610:
             return ChannelError("failed", text + " (the recipient replied STOP)", opted_out=True)
-        retry_after = _seconds(headers.get("retry-after"))
+        retry_after = retry_after_seconds(headers.get("retry-after"), self.wall)
         if status == 429 or code == 20429:
             return ChannelError("retry", text, retry_after=retry_after or DEFAULT_WAIT)
         if status == 503 and retry_after:
@@ -206,7 +209,7 @@ class TwilioSmsChannel(Channel):
         try:
             token = self.context.secret(SECRET)
         except SecretMissing as exc:
-            raise ChannelError("paused", str(exc)) from None
+            raise ChannelError("held", str(exc), hold="secret") from None
         client = Client(self.options.account_sid, token,
                         http_client=_http_client(self.options.timeout))
         client.edge = client.region = None  # TWILIO_EDGE/REGION must not move api_base
@@ -260,10 +263,3 @@ def _never_connected(exc: BaseException) -> bool:
         if isinstance(item, BaseException):
             todo += [*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)]
     return False
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(1.0, float(value)) if value else None
-    except ValueError:
-        return None
