@@ -53,11 +53,11 @@ import sqlalchemy as sa
 from connectors.calendars import ics
 from connectors.calendars.base import Window
 from daemon import config as config_mod
-from daemon import detect
-from daemon import sessions as session_store
+from daemon.engine import detect
+from daemon.store import sessions as session_store
 from daemon.clock import FixedClock
-from daemon.engine import Engine, PollResult
-from daemon.store import sequences, sessions
+from daemon.engine.cycle import Engine, PollResult
+from daemon.store.db import sequences, sessions
 
 CALENDAR = "main"
 LIMIT = 0.01  # unchanged poll / bare parse

@@ -129,7 +129,7 @@ class LogWatch:
 
 def _as_with_debug() -> None:
     """Logger levels exactly as ``welcomeback --debug`` sets them, without its stderr handler."""
-    from daemon import logsetup
+    from daemon.service import logsetup
 
     root = logging.getLogger()
     handlers = root.handlers[:]

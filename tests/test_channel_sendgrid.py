@@ -233,7 +233,7 @@ def test_logs_carry_no_client_data(server, make_channel, caplog):
 
 @pytest.mark.parametrize("bad", ["ftp://x", "http://api.sendgrid.com", "not a url"])
 def test_api_base_must_be_https_except_loopback(bad):
-    from daemon.schema import Problems, build
+    from daemon.config.fields import Problems, build
 
     problems = Problems()
     assert build(SendGridOptions, {"api_base": bad}, "channels.email", problems) is None

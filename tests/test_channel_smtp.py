@@ -20,7 +20,7 @@ from connectors.channels.mime import build_email
 from connectors.channels.smtp import SmtpChannel, SmtpOptions
 from daemon.clock import FixedClock
 from daemon.errors import ChannelError, SecretMissing
-from daemon.schema import Problems, build
+from daemon.config.fields import Problems, build
 from daemon.secrets import places
 from tests.fakes.smtp import LoopbackController
 

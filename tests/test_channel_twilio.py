@@ -15,7 +15,7 @@ from connectors.channels.base import ChannelContext, Message
 from connectors.channels.twilio_sms import TwilioOptions, TwilioSmsChannel, sms_problems
 from daemon.clock import FixedClock
 from daemon.errors import ChannelError, SecretMissing
-from daemon.schema import Problems, build
+from daemon.config.fields import Problems, build
 from daemon.secrets import places
 from tests.fakes.twilio_server import (FakeTwilio, created, hang, invalid_number, opted_out,
                                        server_error, too_many_requests, error)

@@ -12,8 +12,8 @@ import pytest
 from connectors.calendars import SOURCES
 from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
 from daemon import config as config_mod
-from daemon.cli import main, parser
-from daemon.schema import keys_of
+from daemon.cli.entry import main, parser
+from daemon.config.fields import keys_of
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

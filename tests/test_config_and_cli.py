@@ -94,7 +94,7 @@ def test_example_config_runs_as_is(capsys):
 
 def test_example_config_documents_every_key():
     """config.example.toml and the schema stay in step: every schema key appears in it."""
-    from daemon.schema import fields_doc
+    from daemon.config.fields import fields_doc
 
     text = (ROOT / "config.example.toml").read_text()
     for cls in (config_mod.Practice, config_mod.Store, config_mod.CalendarCommon, config_mod.Clients,

@@ -21,8 +21,8 @@ import pytest
 
 from daemon import config as config_mod
 from daemon.clock import FixedClock
-from daemon.digest import build_digest
-from daemon.engine import Engine
+from daemon.engine.digest import build_digest
+from daemon.engine.cycle import Engine
 from tests.conftest import CLIENTS, Practice, local
 from tests.ics import Ev
 from tests.fakes.smtp import serve, use_smtp

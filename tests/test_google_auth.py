@@ -16,7 +16,7 @@ from keyring.backends.fail import Keyring as FailKeyring
 
 from daemon import config as config_mod
 from daemon.errors import UserError
-from daemon.google_auth import authorize
+from daemon.cli.google_auth import authorize
 from tests.fakes.google_calendar import FakeGoogleCalendar
 
 CONFIG = """

@@ -11,8 +11,8 @@ import pytest
 
 from daemon import config as config_mod
 from daemon.clock import FixedClock
-from daemon.engine import Engine
-from daemon.status import step_records
+from daemon.engine.cycle import Engine
+from daemon.cli.status import step_records
 from tests.fakes.google_calendar import FakeGoogleCalendar, instance_id
 
 NY = ZoneInfo("America/New_York")

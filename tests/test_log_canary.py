@@ -49,14 +49,14 @@ from tests.canary import read_client_data
 
 
 def test_clean(capsys):
-    logging.getLogger("daemon.dispatch").info("step %s sent via %s", "s1-1", "phone")
+    logging.getLogger("daemon.engine.dispatch").info("step %s sent via %s", "s1-1", "phone")
     logging.getLogger("sqlalchemy.engine").debug("row %s", "Jane Doe")   # below WARNING: --debug hides it too
     print("1 calendar(s) polled")
     assert "polled" in capsys.readouterr().out
 
 
 def test_ours_leak():
-    logging.getLogger("daemon.engine").debug("sending to %s", "jane doe")
+    logging.getLogger("daemon.engine.cycle").debug("sending to %s", "jane doe")
 
 def test_sqlalchemy_leak():
     logging.getLogger("sqlalchemy.engine").warning("row %s", "OMAR HADDAD")
@@ -77,7 +77,7 @@ def test_root_leak():
     logging.getLogger().info("janie called back")
 
 def test_extra_leak():
-    logging.getLogger("daemon.dispatch").info("step s1-1 sent", extra={"recipient": "Chris.Park@example.com"})
+    logging.getLogger("daemon.engine.dispatch").info("step s1-1 sent", extra={"recipient": "Chris.Park@example.com"})
 
 def test_exception_leak():
     try:
@@ -86,7 +86,7 @@ def test_exception_leak():
         logging.getLogger("connectors.channels.smtp").exception("send failed")
 
 def test_thread_leak():
-    worker = threading.Thread(target=lambda: logging.getLogger("daemon.service").error("job for Jordan"))
+    worker = threading.Thread(target=lambda: logging.getLogger("daemon.service.run").error("job for Jordan"))
     worker.start()
     worker.join()
 
@@ -107,7 +107,7 @@ def test_shown_to_the_therapist(capsys):
 @pytest.mark.shows_client_data
 def test_shown_but_also_logged_leak():
     print("Jane Doe")
-    logging.getLogger("daemon.status").info("listed %s", "Jane Doe")
+    logging.getLogger("daemon.cli.status").info("listed %s", "Jane Doe")
 
 
 def test_status_json_read_as_client_data(capsys):

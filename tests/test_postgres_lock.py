@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from daemon.lock import AdvisoryLock
+from daemon.store.lock import AdvisoryLock
 
 
 def test_one_dispatcher_among_replicas(pg_schema):

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 
 from daemon import config as config_mod
-from daemon.cadence import due_times, gap_before, gaps
+from daemon.engine.cadence import due_times, gap_before, gaps
 from daemon.clients import Client, Directory, Rejected, do_not_contact
 from daemon.model import SessionRow
-from daemon.rules import (Missed, booking_stops_step, coming_back, corrected_start, is_a_miss, is_new_booking,
+from daemon.engine.rules import (Missed, booking_stops_step, coming_back, corrected_start, is_a_miss, is_new_booking,
                           moved, same_episode, trigger_withdrawn, vanish_is_cancellation)
 from tests.conftest import local, make_practice
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import sdnotify
+from daemon.service import sdnotify
 
 
 def _receive(sock: socket.socket) -> dict[str, str]:

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from daemon import logsetup, secrets
+from daemon.service import logsetup
+from daemon import secrets
 from daemon.errors import SecretMissing
 from tests.conftest import local
 from tests.ics import Ev

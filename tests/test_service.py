@@ -29,7 +29,7 @@ import pytest
 from daemon import config as config_module
 from daemon.clock import FixedClock
 from daemon.errors import ConfigError, InstanceLocked
-from daemon.service import Service, run_service
+from daemon.service.run import Service, run_service
 from tests import canary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,7 +263,7 @@ def test_reload_with_broken_config_keeps_the_running_one(config_path: Path,
         good = config_path.read_text(encoding="utf-8")
         config_path.write_text(good.replace('kind = "ics"', 'kind = "carrier-pigeon"'),
                                encoding="utf-8")
-        with caplog.at_level(logging.ERROR, logger="daemon.service"):
+        with caplog.at_level(logging.ERROR, logger="daemon.service.run"):
             assert service.reload() is False
         assert service.engine is engine and service.scheduler is scheduler
         assert scheduler is not None and scheduler.running
@@ -304,7 +304,7 @@ def test_reload_whose_engine_cannot_start_is_rejected(config_path: Path, notes: 
         text = config_path.read_text(encoding="utf-8")
         config_path.write_text(text.replace("clients.csv", "missing.csv"), encoding="utf-8")
         engine = service.engine
-        with caplog.at_level(logging.ERROR, logger="daemon.service"):
+        with caplog.at_level(logging.ERROR, logger="daemon.service.run"):
             assert service.reload() is False
         assert service.engine is engine
         assert "missing.csv" in caplog.text
@@ -356,7 +356,7 @@ def test_a_failing_job_logs_no_exception_text(config_path: Path, notes: Notifica
 
     def leaky() -> None:
         raise ValueError("CANARY-Client-Name c1@example.org")
-    with caplog.at_level(logging.DEBUG, logger="daemon.service"):
+    with caplog.at_level(logging.DEBUG, logger="daemon.service.run"):
         service._job(leaky)
     assert "ValueError" in caplog.text and "leaky" in caplog.text
     assert "CANARY" not in caplog.text and "c1@example.org" not in caplog.text
@@ -373,7 +373,7 @@ def test_bad_config_at_start_raises_config_error(tmp_path: Path, notes: Notifica
 
 # -- one instance per store -------------------------------------------------------------
 def test_second_engine_on_the_same_store_is_refused(config_path: Path) -> None:
-    from daemon.engine import Engine
+    from daemon.engine.cycle import Engine
 
     config = config_module.load(config_path)
     first = Engine(config, clock=FixedClock(T0))

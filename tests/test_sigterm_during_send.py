@@ -12,9 +12,9 @@ from email import message_from_bytes
 
 import pytest
 
-from daemon import service as service_mod
+from daemon.service import run as service_mod
 from daemon.clock import FixedClock
-from daemon.service import Service
+from daemon.service.run import Service
 from tests.conftest import local, make_practice
 from tests.fakes.smtp import serve, use_smtp
 from tests.ics import Ev

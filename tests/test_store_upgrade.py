@@ -6,9 +6,9 @@ import pytest
 import sqlalchemy as sa
 
 from daemon import config as config_mod
-from daemon.engine import store_url
+from daemon.engine.cycle import store_url
 from daemon.errors import UserError
-from daemon.store import SCHEMA_VERSION, Store
+from daemon.store.db import SCHEMA_VERSION, Store
 from tests.conftest import local
 from tests.stories import jane_no_show
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from daemon import config as config_mod
-from daemon.template_cli import edit_template, list_templates
+from daemon.cli.templates import edit_template, list_templates
 from tests.conftest import Practice, make_practice
 
 EDITOR = """\

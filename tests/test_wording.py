@@ -11,10 +11,10 @@ import pytest
 
 from connectors.channels.twilio_sms import sms_problems
 from daemon import config as config_mod
-from daemon import messages
+from daemon.engine import messages
 from daemon.model import Client
-from daemon.store import ts
-from daemon.templates import Templates, defaults_dir, readable_phone
+from daemon.store.db import ts
+from daemon.templating.templates import Templates, defaults_dir, readable_phone
 from tests.conftest import NY, ROOT, local, make_practice
 from tests.stories import jane_no_show
 

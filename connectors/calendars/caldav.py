@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 from connectors.calendars.base import CalendarSource, FetchResult, Occurrence, Window
 from connectors.calendars.ics import IcsSource
 from daemon.errors import SecretMissing, SourceError
-from daemon.schema import option
+from daemon.config.fields import option
 
 log = logging.getLogger(__name__)
 SECRET = "caldav_password"

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from daemon.errors import SecretMissing
-from daemon.schema import option
+from daemon.config.fields import option
 
 log = logging.getLogger(__name__)
 

@@ -103,7 +103,7 @@ class Channel(ABC):
         return (self.backend,)
 
     def _import_libraries(self) -> None:
-        from daemon.libraries import CHANNELS, cannot_import
+        from daemon.config.libraries import CHANNELS, cannot_import
 
         for backend in self.backends():
             need = CHANNELS.get(backend)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from connectors.calendars.google_api import GoogleClient, GoogleFailure, GoogleOptions, write_private
 from connectors.channels.base import Channel, Message, Receipt
 from daemon.errors import ChannelError
-from daemon.schema import option
+from daemon.config.fields import option
 
 log = logging.getLogger(__name__)
 STATE_FILE = "google-call-tasks.json"

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from connectors.channels.base import ChannelContext, Message
-from daemon.durations import parse_duration
+from daemon.config.durations import parse_duration
 
 _EMAIL = re.compile(r"[\w.+\-']+@[\w\-]+(?:\.[\w\-]+)+")
 _PHONE = re.compile(r"\+?\d[\d\s().\-]{5,}\d")

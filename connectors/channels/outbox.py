@@ -15,7 +15,7 @@ from pathlib import Path
 from connectors.channels.base import Channel, Message, Receipt
 from connectors.channels.mime import Unencodable, email_bytes
 from daemon.errors import ChannelError
-from daemon.schema import option
+from daemon.config.fields import option
 
 
 @dataclass

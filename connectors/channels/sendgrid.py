@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 from connectors.channels.base import Channel, ChannelContext, Message, Receipt
 from connectors.channels.mime import parse_api_base, parse_seconds, retry_after_seconds, scrub
 from daemon.errors import ChannelError, SecretMissing
-from daemon.schema import option
+from daemon.config.fields import option
 
 log = logging.getLogger(__name__)
 SECRET = "sendgrid_api_key"

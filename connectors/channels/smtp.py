@@ -18,7 +18,7 @@ from connectors.channels.base import Channel, Message, Receipt
 from connectors.channels.mime import (Unencodable, ascii_address, email_bytes, fallback_message_id,
                                       is_loopback, parse_seconds, scrub)
 from daemon.errors import ChannelError, SecretMissing
-from daemon.schema import option
+from daemon.config.fields import option
 
 log = logging.getLogger(__name__)
 SECRET = "smtp_password"

@@ -25,16 +25,17 @@ from connectors.calendars import SOURCES
 from connectors.calendars.base import CalendarSource, SourceContext, Window
 from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
 from connectors.channels.base import Channel, ChannelContext
-from daemon import detect, secrets
-from daemon import sessions as session_store
+from daemon.engine import detect
+from daemon import secrets
+from daemon.store import sessions as session_store
 from daemon.clients import Directory, load_directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
 from daemon.errors import SourceError, UserError
-from daemon.lock import AdvisoryLock, FileLock
+from daemon.store.lock import AdvisoryLock, FileLock
 from daemon.model import Client, Trigger
-from daemon.store import Store, calendars, steps, ts
-from daemon.templates import Templates
+from daemon.store.db import Store, calendars, steps, ts
+from daemon.templating.templates import Templates
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ class Engine:
     def _plan(self, conn: Any, calendar: str, triggers: list[Trigger], now: datetime) -> int:
         """Review the calendar's open follow-ups, then start one per trigger or record why not
         (daemon.planning)."""
-        from daemon.planning import after_poll
+        from daemon.engine.planning import after_poll
 
         return after_poll(self, conn, calendar, triggers, now)
 
@@ -294,7 +295,7 @@ class Engine:
 
     # -- dispatch and health --------------------------------------------------------------
     def dispatch(self) -> dict[str, int]:
-        from daemon.dispatch import Dispatcher
+        from daemon.engine.dispatch import Dispatcher
 
         if not self.is_dispatcher:
             return {}
@@ -316,6 +317,6 @@ class Engine:
     # -- the therapist's digest -------------------------------------------------------------
     def send_digest(self) -> bool:
         """Email the therapist today's digest, at most once a day (see daemon.digest)."""
-        from daemon.digest import send_digest
+        from daemon.engine.digest import send_digest
 
         return send_digest(self)

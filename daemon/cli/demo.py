@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 from daemon import config as config_mod
 from daemon.clock import FixedClock
-from daemon.engine import Engine
-from daemon.status import step_records
+from daemon.engine.cycle import Engine
+from daemon.cli.status import step_records
 
 NY = ZoneInfo("America/New_York")
 

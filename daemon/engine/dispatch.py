@@ -14,16 +14,19 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from connectors.channels.base import Channel
-from daemon import followups, messages, planning, rules
-from daemon import sessions as session_store
-from daemon.cadence import gap_before
+from daemon.store import followups
+from daemon.engine import messages
+from daemon.engine import planning
+from daemon.engine import rules
+from daemon.store import sessions as session_store
+from daemon.engine.cadence import gap_before
 from daemon.clients import BLOCKED_BY_DIRECTORY
 from daemon.errors import ChannelError, TemplateError
 from daemon.model import OPEN_STATES, Client
-from daemon.store import calendars, dt, ts
+from daemon.store.db import calendars, dt, ts
 
 if TYPE_CHECKING:
-    from daemon.engine import Engine
+    from daemon.engine.cycle import Engine
 
 log = logging.getLogger(__name__)
 HOLD = "hold"

@@ -9,8 +9,8 @@ from connectors.channels.base import Channel, Message
 from daemon.config import Config
 from daemon.errors import TemplateError
 from daemon.model import Client
-from daemon.store import dt
-from daemon.templates import Templates, context_for, readable_phone, when
+from daemon.store.db import dt
+from daemon.templating.templates import Templates, context_for, readable_phone, when
 
 
 def message_id(step_id: str, sender: str) -> str:

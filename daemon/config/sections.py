@@ -15,8 +15,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from connectors.calendars import SOURCES
 from connectors.channels import EMAIL_BACKENDS, PHONE_ALIASES, PHONE_BACKENDS
-from daemon.durations import Duration, WorkingHours, parse_duration, parse_working_hours
-from daemon.schema import option
+from daemon.config.durations import Duration, WorkingHours, parse_duration, parse_working_hours
+from daemon.config.fields import option
 
 
 def _zone(value: Any) -> ZoneInfo:

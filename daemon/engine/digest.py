@@ -25,15 +25,15 @@ import sqlalchemy as sa
 from babel.dates import format_date, format_time
 
 from connectors.channels.base import Message
-from daemon import followups
+from daemon.store import followups
 from daemon.errors import ChannelError
-from daemon.messages import message_id
-from daemon.planning import rebooked
-from daemon.rules import is_a_miss
-from daemon.store import calendars, dt, meta, reports, sequences, steps, ts
+from daemon.engine.messages import message_id
+from daemon.engine.planning import rebooked
+from daemon.engine.rules import is_a_miss
+from daemon.store.db import calendars, dt, meta, reports, sequences, steps, ts
 
 if TYPE_CHECKING:
-    from daemon.engine import Engine
+    from daemon.engine.cycle import Engine
 
 log = logging.getLogger(__name__)
 KEY = "digest_last"

@@ -21,7 +21,7 @@ from babel.dates import format_date, format_datetime, format_time, match_skeleto
 
 from daemon.errors import TemplateError
 from daemon.model import Client
-from daemon.template_sandbox import (ALLOWED, CALL_TASK_ONLY, MAX_OUTPUT, MAX_SECONDS, SandboxEnv, check_source,
+from daemon.templating.sandbox import (ALLOWED, CALL_TASK_ONLY, MAX_OUTPUT, MAX_SECONDS, SandboxEnv, check_source,
                                      client_facing_problems, environment, sandboxed_render)
 
 __all__ = ["ALLOWED", "MAX_OUTPUT", "MAX_SECONDS", "Rendered", "Source", "Templates", "context_for",

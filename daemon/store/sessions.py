@@ -9,10 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from daemon import rules
+from daemon.engine import rules
 from daemon.model import SessionRow
-from daemon.rules import Missed
-from daemon.store import dt, sessions, ts
+from daemon.engine.rules import Missed
+from daemon.store.db import dt, sessions, ts
 
 
 def _from_db(r: Any) -> SessionRow:

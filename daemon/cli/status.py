@@ -11,9 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from daemon import followups
+from daemon.store import followups
 from daemon.config import Config
-from daemon.store import audit, calendars, dt, reports, sequences
+from daemon.store.db import audit, calendars, dt, reports, sequences
 
 def _local(value: str | None, tz: Any) -> str | None:
     moment = dt(value)
@@ -66,7 +66,7 @@ def polled_ahead(engine: Any) -> list[str]:
 
 def startup_notes(config: Config, engine: Any) -> list[str]:
     """What a newcomer wants to know at start: what runs, where state and messages go, how to stop."""
-    from daemon.engine import state_dir
+    from daemon.engine.cycle import state_dir
 
     where = config.store.url and engine.store.safe_url or str(config.resolve(config.store.path))
     lines = [f"watching {len(config.calendars)} calendar(s): "
@@ -157,11 +157,11 @@ def render_preview(config: Config, template: str, client_name: str | None,
 
     Without ``client_name``: a fictional client and session, with the practice's own name,
     phone and link from the config (nothing the practice does not have)."""
-    from daemon import messages
-    from daemon.actions import exact_in
+    from daemon.engine import messages
+    from daemon.cli.actions import exact_in
     from daemon.clock import SystemClock
-    from daemon.store import ts
-    from daemon.templates import SAMPLE_SESSION, Templates, sample_client, sample_context, when
+    from daemon.store.db import ts
+    from daemon.templating.templates import SAMPLE_SESSION, Templates, sample_client, sample_context, when
 
     p = config.practice
     templates = Templates(config.resolve(config.templates.folder))

@@ -9,12 +9,13 @@ from connectors.calendars import SOURCES
 from connectors.calendars.base import SourceContext
 from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
 from connectors.channels.base import ChannelContext
-from daemon import libraries, secrets
+from daemon.config import libraries
+from daemon import secrets
 from daemon.clients import load_directory
 from daemon.clock import SystemClock
 from daemon.config import Config
 from daemon.errors import UserError
-from daemon.templates import Templates
+from daemon.templating.templates import Templates
 
 
 def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
@@ -31,7 +32,7 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
     if not cfg.clients.directory:
         warnings.append("[clients] directory is not set: only attendee addresses identify clients")
     templates = Templates(cfg.resolve(cfg.templates.folder))
-    from daemon.template_cli import usage
+    from daemon.cli.templates import usage
 
     for name in sorted({s.template for s in cfg.cadence.steps}):
         problems.extend(templates.validate(name, client_facing=usage(cfg, name).client_facing))
@@ -91,7 +92,7 @@ def _sms_lengths(cfg: Config, templates: Templates) -> list[str]:
         from connectors.channels.twilio_sms import sms_problems
     except ImportError:
         return []
-    from daemon.templates import sample_context
+    from daemon.templating.templates import sample_context
 
     out: list[str] = []
     for step in cfg.cadence.steps:
@@ -106,7 +107,7 @@ def _sms_lengths(cfg: Config, templates: Templates) -> list[str]:
 
 def _clinical(cfg: Config, templates: Templates) -> list[str]:
     """Clinical words in a Subject line, or anywhere in a text message."""
-    from daemon.template_cli import clinical_warnings
+    from daemon.cli.templates import clinical_warnings
 
     out: list[str] = []
     for step in cfg.cadence.steps:

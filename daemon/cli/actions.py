@@ -18,10 +18,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from daemon import followups
+from daemon.store import followups
 from daemon.errors import UserError
 from daemon.model import Client
-from daemon.store import sequences, sessions, steps, ts
+from daemon.store.db import sequences, sessions, steps, ts
 
 log = logging.getLogger(__name__)
 RESOLUTIONS = ("sent", "retry", "dismiss")

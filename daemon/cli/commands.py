@@ -30,8 +30,8 @@ def _engine(args: argparse.Namespace, *, lock: bool = True, dry_run: bool = Fals
             store_only: bool = True):  # type: ignore[no-untyped-def]
     """The engine; first refuses (exit 2) a configured backend whose library is missing
     (``store_only``: only the store's, for commands that read and mark)."""
-    from daemon import libraries
-    from daemon.engine import Engine
+    from daemon.config import libraries
+    from daemon.engine.cycle import Engine
 
     config = _config(args)
     clock = _clock(now)
@@ -40,13 +40,13 @@ def _engine(args: argparse.Namespace, *, lock: bool = True, dry_run: bool = Fals
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.service import run_service
+    from daemon.service.run import run_service
 
     return run_service(args.config_path, debug=args.debug)
 
 
 def once(args: argparse.Namespace) -> int:
-    from daemon.status import polled_ahead
+    from daemon.cli.status import polled_ahead
 
     engine = _engine(args, dry_run=args.dry_run, now=args.now, store_only=False)
     try:
@@ -69,7 +69,7 @@ def once(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from daemon.status import render_status
+    from daemon.cli.status import render_status
 
     engine = _engine(args, lock=False, now=args.now)
     try:
@@ -81,7 +81,7 @@ def status(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from daemon.checks import run_checks
+    from daemon.cli.checks import run_checks
 
     cfg = _config(args)
     problems, warnings, summary = run_checks(cfg)
@@ -94,7 +94,7 @@ def check(args: argparse.Namespace) -> int:
 
 
 def preview(args: argparse.Namespace) -> int:
-    from daemon.status import render_preview
+    from daemon.cli.status import render_preview
 
     text, note = render_preview(_config(args), args.template, args.client, args.trigger)
     print(f"({note})", file=sys.stderr)
@@ -104,7 +104,7 @@ def preview(args: argparse.Namespace) -> int:
 
 def _client_action(args: argparse.Namespace, act: Callable[[Any, Any, datetime], str]) -> int:
     """Match the client exactly, print whom, then act; every action is in the contact log."""
-    from daemon.actions import match_client
+    from daemon.cli.actions import match_client
 
     engine = _engine(args, lock=False)
     try:
@@ -117,7 +117,7 @@ def _client_action(args: argparse.Namespace, act: Callable[[Any, Any, datetime],
 
 
 def reached(args: argparse.Namespace) -> int:
-    from daemon.actions import mark, undo
+    from daemon.cli.actions import mark, undo
 
     if args.undo:
         return _client_action(args, lambda e, c, now: f"no longer marked reached; "
@@ -129,21 +129,21 @@ def reached(args: argparse.Namespace) -> int:
 def optout(args: argparse.Namespace) -> int:
     if args.undo:
         return optin(args)
-    from daemon.actions import mark
+    from daemon.cli.actions import mark
 
     return _client_action(args, lambda e, c, now: f"marked opted out; "
                           f"{mark(e, c, 'opted_out', now)} planned step(s) stopped")
 
 
 def optin(args: argparse.Namespace) -> int:
-    from daemon.actions import undo
+    from daemon.cli.actions import undo
 
     return _client_action(args, lambda e, c, now: f"opted in again; "
                           f"{undo(e, c, 'opted_out', now)} step(s) planned again")
 
 
 def resolve(args: argparse.Namespace) -> int:
-    from daemon.actions import resolve as settle
+    from daemon.cli.actions import resolve as settle
 
     engine = _engine(args, lock=False, now=args.now)
     try:
@@ -155,8 +155,8 @@ def resolve(args: argparse.Namespace) -> int:
 
 
 def history(args: argparse.Namespace) -> int:
-    from daemon.actions import match_client
-    from daemon.status import render_history
+    from daemon.cli.actions import match_client
+    from daemon.cli.status import render_history
 
     engine = _engine(args, lock=False)
     try:
@@ -179,20 +179,20 @@ def digest(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from daemon.demo import run_demo
+    from daemon.cli.demo import run_demo
 
     return run_demo(args.outbox)
 
 
 def auth(args: argparse.Namespace) -> int:
-    from daemon import libraries
+    from daemon.config import libraries
 
     cfg = _config(args)
     for need in (libraries.GOOGLE, libraries.GOOGLE_SIGN_IN):
         module = libraries.missing(need)
         if module:
             raise UserError(libraries.explain("auth google", need, module))
-    from daemon.google_auth import authorize
+    from daemon.cli.google_auth import authorize
 
     authorize(cfg)
     return 0
@@ -224,7 +224,7 @@ def secret(args: argparse.Namespace) -> int:
 
 
 def templates(args: argparse.Namespace) -> int:
-    from daemon.template_cli import edit_template, list_templates
+    from daemon.cli.templates import edit_template, list_templates
 
     cfg = _config(args)
     if args.action == "list":

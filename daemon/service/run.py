@@ -32,11 +32,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon import config as config_module
-from daemon import libraries, sdnotify
+from daemon.config import libraries
+from daemon.service import sdnotify
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
 from daemon.errors import ConfigError, UserError
-from daemon.status import startup_notes
+from daemon.cli.status import startup_notes
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Service:
 
     def _activate(self, config: Config) -> None:
         """Open an engine for ``config`` and start its jobs; closes it on failure."""
-        from daemon.engine import Engine  # imported late: the engine pulls in every connector
+        from daemon.engine.cycle import Engine  # imported late: the engine pulls in every connector
 
         engine = Engine(config, clock=self.clock)
         try:
@@ -152,7 +153,7 @@ class Service:
         Templates, the client directory, calendars, channels and secrets load
         here while the running engine keeps working; None when all is well.
         """
-        from daemon.engine import Engine
+        from daemon.engine.cycle import Engine
 
         try:
             libraries.require(config)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from daemon import logsetup
+from daemon.service import logsetup
 from daemon.errors import UserError
 
 log = logging.getLogger("welcomeback")
@@ -132,7 +132,7 @@ def config_path(given: Path | None) -> Path:
 
 
 def handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from daemon import commands
+    from daemon.cli import commands
 
     return {"run": commands.run, "once": commands.once, "status": commands.status,
             "check": commands.check, "preview": commands.preview, "reached": commands.reached,

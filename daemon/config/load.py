@@ -14,11 +14,11 @@ from typing import Any
 
 from connectors.calendars import SOURCES
 from connectors.channels import EMAIL_BACKENDS, PHONE_ALIASES, PHONE_BACKENDS
-from daemon.config_schema import (  # noqa: F401  (re-exported: the sections are daemon.config's API)
+from daemon.config.sections import (
     Cadence, CadenceCommon, CalendarCommon, CalendarConfig, ChannelConfig, Clients, Config, Detection,
     Digest, EmailCommon, PhoneCommon, Practice, Retention, StepSpec, Store, Templates)
 from daemon.errors import ConfigError
-from daemon.schema import Problems, build, keys_of, line_locator
+from daemon.config.fields import Problems, build, keys_of, line_locator
 
 
 TOP_LEVEL = ("practice", "store", "calendars", "clients", "detection", "cadence", "channels",

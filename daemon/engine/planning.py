@@ -17,14 +17,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from daemon import followups, rules
-from daemon import sessions as session_store
-from daemon.cadence import PlannedStep, plan, sequence_id
+from daemon.store import followups
+from daemon.engine import rules
+from daemon.store import sessions as session_store
+from daemon.engine.cadence import PlannedStep, plan, sequence_id
 from daemon.model import Trigger
-from daemon.store import dt, ts
+from daemon.store.db import dt, ts
 
 if TYPE_CHECKING:
-    from daemon.engine import Engine
+    from daemon.engine.cycle import Engine
 
 log = logging.getLogger(__name__)
 CANCELS = rules.CANCELS

@@ -1,0 +1,1 @@
+"""The cycle: detect, apply the clinical rules, plan, dispatch, build messages, digest."""

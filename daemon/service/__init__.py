@@ -1,0 +1,1 @@
+"""The systemd service: the run loop, sd_notify, logging set-up."""

@@ -1,0 +1,1 @@
+"""Durable state: tables and schema upgrades, sessions, follow-ups, the instance lock."""

@@ -1,0 +1,1 @@
+"""Message templates the therapist edits, and the sandbox they render in."""
