@@ -50,13 +50,12 @@ import icalendar
 import recurring_ical_events
 import sqlalchemy as sa
 
-from connectors.calendars import ics
 from connectors.calendars.base import Window
 from daemon import config as config_mod
-from daemon.engine import detect
-from daemon.store import sessions as session_store
 from daemon.clock import FixedClock
+from daemon.engine import detect
 from daemon.engine.cycle import Engine, PollResult
+from daemon.store import sessions as session_store
 from daemon.store.db import sequences, sessions
 
 CALENDAR = "main"

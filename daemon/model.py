@@ -82,3 +82,14 @@ class Trigger:
     client_email: str
     ambiguous: str
     detected_at: datetime
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step of a follow-up as planned: which channel and template, and when it is due."""
+
+    id: str
+    n: int
+    channel: str
+    template: str
+    due_at: datetime

@@ -16,7 +16,14 @@ from connectors.channels.sendgrid import STEP_ARG, SendGridChannel, SendGridOpti
 from daemon.clock import FixedClock
 from daemon.errors import ChannelError, SecretMissing
 from daemon.secrets import places
-from tests.fakes.sendgrid_server import FakeSendGrid, Reply, accepted, error, hang, rate_limited
+from tests.fakes.sendgrid_server import (
+    FakeSendGrid,
+    Reply,
+    accepted,
+    error,
+    hang,
+    rate_limited,
+)
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
 RECIPIENT = "jordan.client@mail.example"

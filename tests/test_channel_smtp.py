@@ -19,8 +19,8 @@ from connectors.channels.base import ChannelContext, Message
 from connectors.channels.mime import build_email
 from connectors.channels.smtp import SmtpChannel, SmtpOptions
 from daemon.clock import FixedClock
-from daemon.errors import ChannelError, SecretMissing
 from daemon.config.fields import Problems, build
+from daemon.errors import ChannelError, SecretMissing
 from daemon.secrets import places
 from tests.fakes.smtp import LoopbackController
 

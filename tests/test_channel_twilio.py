@@ -14,11 +14,19 @@ import pytest
 from connectors.channels.base import ChannelContext, Message
 from connectors.channels.twilio_sms import TwilioOptions, TwilioSmsChannel, sms_problems
 from daemon.clock import FixedClock
-from daemon.errors import ChannelError, SecretMissing
 from daemon.config.fields import Problems, build
+from daemon.errors import ChannelError, SecretMissing
 from daemon.secrets import places
-from tests.fakes.twilio_server import (FakeTwilio, created, hang, invalid_number, opted_out,
-                                       server_error, too_many_requests, error)
+from tests.fakes.twilio_server import (
+    FakeTwilio,
+    created,
+    error,
+    hang,
+    invalid_number,
+    opted_out,
+    server_error,
+    too_many_requests,
+)
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "twilio-test-token"

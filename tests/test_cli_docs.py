@@ -9,9 +9,8 @@ import re
 
 import pytest
 
-from connectors.calendars import SOURCES
-from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
 from daemon import config as config_mod
+from daemon.backends import EMAIL_BACKENDS, PHONE_BACKENDS, SOURCES
 from daemon.cli.entry import main, parser
 from daemon.config.fields import keys_of
 from tests.conftest import ROOT

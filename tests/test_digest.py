@@ -21,11 +21,11 @@ import pytest
 
 from daemon import config as config_mod
 from daemon.clock import FixedClock
-from daemon.engine.digest import build_digest
 from daemon.engine.cycle import Engine
+from daemon.engine.digest import build_digest
 from tests.conftest import CLIENTS, Practice, local
-from tests.ics import Ev
 from tests.fakes.smtp import serve, use_smtp
+from tests.ics import Ev
 
 THERAPIST = "ana@riverside.example"
 CALL_SCRIPT = "wanted to check in and see how you're doing"     # from templates/phone_call.txt

@@ -15,8 +15,8 @@ import pytest
 from keyring.backends.fail import Keyring as FailKeyring
 
 from daemon import config as config_mod
-from daemon.errors import UserError
 from daemon.cli.google_auth import authorize
+from daemon.errors import UserError
 from tests.fakes.google_calendar import FakeGoogleCalendar
 
 CONFIG = """

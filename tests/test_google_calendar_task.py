@@ -10,8 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connectors.channels.base import ChannelContext, Message
-from connectors.channels.calendar_task import (CalendarCallTask, CalendarTaskOptions, has_word,
-                                               task_event_id)
+from connectors.channels.calendar_task import (
+    CalendarCallTask,
+    CalendarTaskOptions,
+    has_word,
+    task_event_id,
+)
 from daemon.clock import FixedClock
 from daemon.errors import ChannelError, SecretMissing
 from tests.fakes.google_calendar import FakeGoogleCalendar

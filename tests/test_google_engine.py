@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon import config as config_mod
+from daemon.cli.status import step_records
 from daemon.clock import FixedClock
 from daemon.engine.cycle import Engine
-from daemon.cli.status import step_records
 from tests.fakes.google_calendar import FakeGoogleCalendar, instance_id
 
 NY = ZoneInfo("America/New_York")

@@ -231,9 +231,10 @@ def test_missing_sign_in(fake: FakeGoogleCalendar, tmp_path: Path) -> None:
 
 
 def test_service_account_with_delegation(fake: FakeGoogleCalendar, tmp_path: Path) -> None:
+    import json
+
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
-    import json
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

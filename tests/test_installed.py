@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.installed import ROOT, clean_env, sample_practice, welcomeback, wheel, wheel_venv
+from tests.installed import (
+    ROOT,
+    clean_env,
+    sample_practice,
+    welcomeback,
+    wheel,
+    wheel_venv,
+)
 
 pytestmark = pytest.mark.installed
 

@@ -3,8 +3,21 @@ still marked, and never receives the same step twice."""
 
 from __future__ import annotations
 
-from tests.stories_rules import (JANE, OMAR, THERAPIST, add_calendar, call_tasks, configure, journal, local, on,
-                                 put, session, team, weekly)
+from tests.stories_rules import (
+    JANE,
+    OMAR,
+    THERAPIST,
+    add_calendar,
+    call_tasks,
+    configure,
+    journal,
+    local,
+    on,
+    put,
+    session,
+    team,
+    weekly,
+)
 
 
 def test_the_marker_moved_to_the_next_day_moves_the_follow_up(practice, capsys):

@@ -5,8 +5,22 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import CLIENTS
-from tests.stories_rules import (JANE, OMAR, THERAPIST, add_calendar, attention, call_tasks, directory, journal,
-                                 local, on, put, session, team, weekly)
+from tests.stories_rules import (
+    JANE,
+    OMAR,
+    THERAPIST,
+    add_calendar,
+    attention,
+    call_tasks,
+    directory,
+    journal,
+    local,
+    on,
+    put,
+    session,
+    team,
+    weekly,
+)
 
 VALID = CLIENTS.split("\n", 1)[1]          # the fixture's rows without the header
 

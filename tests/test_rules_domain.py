@@ -9,11 +9,21 @@ from datetime import timedelta
 import pytest
 
 from daemon import config as config_mod
-from daemon.engine.cadence import due_times, gap_before, gaps
 from daemon.clients import Client, Directory, Rejected, do_not_contact
+from daemon.engine.cadence import due_times, gap_before, gaps
 from daemon.model import SessionRow
-from daemon.engine.rules import (Missed, booking_stops_step, coming_back, corrected_start, is_a_miss, is_new_booking,
-                          moved, same_episode, trigger_withdrawn, vanish_is_cancellation)
+from daemon.rules import (
+    Missed,
+    booking_stops_step,
+    coming_back,
+    corrected_start,
+    is_a_miss,
+    is_new_booking,
+    moved,
+    same_episode,
+    trigger_withdrawn,
+    vanish_is_cancellation,
+)
 from tests.conftest import local, make_practice
 
 WINDOW = timedelta(days=14)

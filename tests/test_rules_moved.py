@@ -3,8 +3,19 @@ dragged to a later date is a moved session, and no message names the old date.""
 
 from __future__ import annotations
 
-from tests.stories_rules import (JANE, OMAR, add_calendar, call_tasks, journal, local, on, put, session, team,
-                                 weekly)
+from tests.stories_rules import (
+    JANE,
+    OMAR,
+    add_calendar,
+    call_tasks,
+    journal,
+    local,
+    on,
+    put,
+    session,
+    team,
+    weekly,
+)
 
 
 def test_a_marked_session_dragged_to_friday_is_moved_not_missed(practice, capsys):

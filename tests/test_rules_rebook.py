@@ -3,8 +3,21 @@ back" is decided in one place for the rebook window, the later steps and the dig
 
 from __future__ import annotations
 
-from tests.stories_rules import (JANE, OMAR, THERAPIST, add_calendar, call_tasks, configure, journal, local, on,
-                                 put, session, team, weekly)
+from tests.stories_rules import (
+    JANE,
+    OMAR,
+    THERAPIST,
+    add_calendar,
+    call_tasks,
+    configure,
+    journal,
+    local,
+    on,
+    put,
+    session,
+    team,
+    weekly,
+)
 
 
 def test_a_monthly_occurrence_entering_the_horizon_does_not_stop_the_email(practice, capsys):

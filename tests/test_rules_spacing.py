@@ -3,8 +3,20 @@ the call task and the client email never go out together."""
 
 from __future__ import annotations
 
-from tests.stories_rules import (JANE, OMAR, THERAPIST, add_calendar, call_tasks, configure, journal, local, put,
-                                 session, team, weekly)
+from tests.stories_rules import (
+    JANE,
+    OMAR,
+    THERAPIST,
+    add_calendar,
+    call_tasks,
+    configure,
+    journal,
+    local,
+    put,
+    session,
+    team,
+    weekly,
+)
 
 
 def _days(practice, moments) -> list[tuple[int, int]]:

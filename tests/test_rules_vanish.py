@@ -3,8 +3,20 @@ counts every whole event that vanished, past ones included."""
 
 from __future__ import annotations
 
-from tests.stories_rules import (OMAR, THERAPIST, add_calendar, attention, call_tasks, configure, journal, local,
-                                 put, session, team, weekly)
+from tests.stories_rules import (
+    OMAR,
+    THERAPIST,
+    add_calendar,
+    attention,
+    call_tasks,
+    configure,
+    journal,
+    local,
+    put,
+    session,
+    team,
+    weekly,
+)
 
 
 def test_a_feed_that_prunes_last_weeks_sessions_cancels_nothing(practice, capsys):

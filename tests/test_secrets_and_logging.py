@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from daemon.service import logsetup
 from daemon import secrets
 from daemon.errors import SecretMissing
+from daemon.service import logsetup
 from tests.conftest import local
 from tests.ics import Ev
 from tests.stories import team

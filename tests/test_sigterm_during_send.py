@@ -12,8 +12,8 @@ from email import message_from_bytes
 
 import pytest
 
-from daemon.service import run as service_mod
 from daemon.clock import FixedClock
+from daemon.service import run as service_mod
 from daemon.service.run import Service
 from tests.conftest import local, make_practice
 from tests.fakes.smtp import serve, use_smtp

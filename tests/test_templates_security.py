@@ -19,8 +19,18 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import TemplateError
-from daemon.templating.sandbox import MAX_SECONDS, check_source, environment, sandboxed_render
-from daemon.templating.templates import Templates, render_text, sample_context, validate_text
+from daemon.templating.sandbox import (
+    MAX_SECONDS,
+    check_source,
+    environment,
+    sandboxed_render,
+)
+from daemon.templating.templates import (
+    Templates,
+    render_text,
+    sample_context,
+    validate_text,
+)
 
 
 class TickClock:

@@ -27,8 +27,8 @@ from urllib.parse import unquote, urlsplit
 
 from connectors.calendars.base import CalendarSource, FetchResult, Occurrence, Window
 from connectors.calendars.ics import IcsSource
-from daemon.errors import SecretMissing, SourceError
 from daemon.config.fields import option
+from daemon.errors import SecretMissing, SourceError
 
 log = logging.getLogger(__name__)
 SECRET = "caldav_password"

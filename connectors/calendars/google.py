@@ -13,11 +13,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, time as dtime, tzinfo
+from datetime import date, datetime, tzinfo
+from datetime import time as dtime
 from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connectors.calendars.base import Attendee, CalendarSource, FetchResult, Occurrence, Window
+from connectors.calendars.base import (
+    Attendee,
+    CalendarSource,
+    FetchResult,
+    Occurrence,
+    Window,
+)
 from connectors.calendars.google_api import GoogleClient, GoogleFailure, GoogleOptions
 from daemon.errors import SourceError
 

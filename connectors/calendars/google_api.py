@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from daemon.errors import SecretMissing
 from daemon.config.fields import option
+from daemon.errors import SecretMissing
 
 log = logging.getLogger(__name__)
 

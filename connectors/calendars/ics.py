@@ -13,9 +13,9 @@ import hashlib
 import logging
 import os
 import warnings as warnings_module
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Any, Iterator
 
 import icalendar
@@ -23,7 +23,13 @@ import recurring_ical_events
 import requests
 
 from connectors import http
-from connectors.calendars.base import Attendee, CalendarSource, FetchResult, Occurrence, Window
+from connectors.calendars.base import (
+    Attendee,
+    CalendarSource,
+    FetchResult,
+    Occurrence,
+    Window,
+)
 from daemon.errors import SourceError
 
 log = logging.getLogger(__name__)

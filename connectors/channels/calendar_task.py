@@ -23,10 +23,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
-from connectors.calendars.google_api import GoogleClient, GoogleFailure, GoogleOptions, write_private
+from connectors.calendars.google_api import (
+    GoogleClient,
+    GoogleFailure,
+    GoogleOptions,
+    write_private,
+)
 from connectors.channels.base import Channel, Message, Receipt
-from daemon.errors import ChannelError
 from daemon.config.fields import option
+from daemon.errors import ChannelError
 
 log = logging.getLogger(__name__)
 STATE_FILE = "google-call-tasks.json"

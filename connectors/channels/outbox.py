@@ -14,8 +14,8 @@ from pathlib import Path
 
 from connectors.channels.base import Channel, Message, Receipt
 from connectors.channels.mime import Unencodable, email_bytes
-from daemon.errors import ChannelError
 from daemon.config.fields import option
+from daemon.errors import ChannelError
 
 
 @dataclass

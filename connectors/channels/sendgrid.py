@@ -19,9 +19,14 @@ from email.message import Message as HeaderMap
 from typing import Any, Callable, Mapping
 
 from connectors.channels.base import Channel, ChannelContext, Message, Receipt
-from connectors.channels.mime import parse_api_base, parse_seconds, retry_after_seconds, scrub
-from daemon.errors import ChannelError, SecretMissing
+from connectors.channels.mime import (
+    parse_api_base,
+    parse_seconds,
+    retry_after_seconds,
+    scrub,
+)
 from daemon.config.fields import option
+from daemon.errors import ChannelError, SecretMissing
 
 log = logging.getLogger(__name__)
 SECRET = "sendgrid_api_key"
@@ -122,8 +127,16 @@ class SendGridChannel(Channel):
 
     def _mail(self, message: Message) -> Any:
         """The v3 request body: From the practice, Reply-To the therapist, no tracking."""
-        from sendgrid.helpers.mail import (ClickTracking, CustomArg, From, Mail, OpenTracking,
-                                           ReplyTo, To, TrackingSettings)
+        from sendgrid.helpers.mail import (
+            ClickTracking,
+            CustomArg,
+            From,
+            Mail,
+            OpenTracking,
+            ReplyTo,
+            To,
+            TrackingSettings,
+        )
 
         sender_name = self.context.extra.get("sender_name") or self.context.practice_name
         mail = Mail(from_email=From(self.context.sender, sender_name or None),

@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.channels.base import Channel, Message, Receipt
-from connectors.channels.mime import (Unencodable, ascii_address, email_bytes, fallback_message_id,
-                                      is_loopback, parse_seconds, scrub)
-from daemon.errors import ChannelError, SecretMissing
+from connectors.channels.mime import (
+    Unencodable,
+    ascii_address,
+    email_bytes,
+    fallback_message_id,
+    is_loopback,
+    parse_seconds,
+    scrub,
+)
 from daemon.config.fields import option
+from daemon.errors import ChannelError, SecretMissing
 
 log = logging.getLogger(__name__)
 SECRET = "smtp_password"

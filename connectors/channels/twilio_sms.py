@@ -23,9 +23,14 @@ import phonenumbers
 from phonenumbers import timezone as phone_zones
 
 from connectors.channels.base import Channel, ChannelContext, Message, Receipt
-from connectors.channels.mime import parse_api_base, parse_seconds, retry_after_seconds, scrub
-from daemon.errors import ChannelError, SecretMissing
+from connectors.channels.mime import (
+    parse_api_base,
+    parse_seconds,
+    retry_after_seconds,
+    scrub,
+)
 from daemon.config.fields import option
+from daemon.errors import ChannelError, SecretMissing
 
 log = logging.getLogger(__name__)
 SECRET = "twilio_auth_token"

@@ -18,9 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from daemon.store import followups
 from daemon.errors import UserError
 from daemon.model import Client
+from daemon.store import followups
 from daemon.store.db import sequences, sessions, steps, ts
 
 log = logging.getLogger(__name__)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import stat
 
-from connectors.calendars import SOURCES
 from connectors.calendars.base import SourceContext
-from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
 from connectors.channels.base import ChannelContext
-from daemon.config import libraries
 from daemon import secrets
+from daemon.backends import EMAIL_BACKENDS, PHONE_BACKENDS, SOURCES
 from daemon.clients import load_directory
 from daemon.clock import SystemClock
-from daemon.config import Config
+from daemon.config import Config, libraries
 from daemon.errors import UserError
 from daemon.templating.templates import Templates
 

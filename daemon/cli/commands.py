@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def once(args: argparse.Namespace) -> int:
-    from daemon.cli.status import polled_ahead
+    from daemon.service.notes import polled_ahead
 
     engine = _engine(args, dry_run=args.dry_run, now=args.now, store_only=False)
     try:

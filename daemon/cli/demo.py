@@ -17,9 +17,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from daemon import config as config_mod
+from daemon.cli.status import step_records
 from daemon.clock import FixedClock
 from daemon.engine.cycle import Engine
-from daemon.cli.status import step_records
 
 NY = ZoneInfo("America/New_York")
 

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from daemon.service import logsetup
 from daemon.errors import UserError
+from daemon.service import logsetup
 
 log = logging.getLogger("welcomeback")
 

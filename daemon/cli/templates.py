@@ -30,8 +30,15 @@ from typing import Callable
 from daemon.config import Config
 from daemon.errors import UserError
 from daemon.templating.sandbox import client_facing_problems
-from daemon.templating.templates import (Templates, copy_defaults, defaults_dir, render_text, sample_context,
-                              split_subject, validate_text)
+from daemon.templating.templates import (
+    Templates,
+    copy_defaults,
+    defaults_dir,
+    render_text,
+    sample_context,
+    split_subject,
+    validate_text,
+)
 
 CLINICAL = re.compile(r"\b(therap\w*|diagnos\w*|sessions?|counsel\w*|psychiatr\w*|treatment\w*)\b", re.I)
 _TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)

@@ -5,6 +5,23 @@
 """
 
 from daemon.config.load import TOP_LEVEL, load, parse
-from daemon.config.sections import (Practice, Store, CalendarCommon, CalendarConfig, Clients, Detection, StepSpec, Cadence, CadenceCommon, EmailCommon, PhoneCommon, ChannelConfig, Digest, Retention, Templates, Config)
+from daemon.config.sections import (
+    Cadence,
+    CadenceCommon,
+    CalendarCommon,
+    CalendarConfig,
+    ChannelConfig,
+    Clients,
+    Config,
+    Detection,
+    Digest,
+    EmailCommon,
+    PhoneCommon,
+    Practice,
+    Retention,
+    StepSpec,
+    Store,
+    Templates,
+)
 
 __all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Templates", "Config"]

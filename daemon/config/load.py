@@ -12,14 +12,27 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from connectors.calendars import SOURCES
-from connectors.channels import EMAIL_BACKENDS, PHONE_ALIASES, PHONE_BACKENDS
-from daemon.config.sections import (
-    Cadence, CadenceCommon, CalendarCommon, CalendarConfig, ChannelConfig, Clients, Config, Detection,
-    Digest, EmailCommon, PhoneCommon, Practice, Retention, StepSpec, Store, Templates)
-from daemon.errors import ConfigError
+from daemon.backends import EMAIL_BACKENDS, PHONE_ALIASES, PHONE_BACKENDS, SOURCES
 from daemon.config.fields import Problems, build, keys_of, line_locator
-
+from daemon.config.sections import (
+    Cadence,
+    CadenceCommon,
+    CalendarCommon,
+    CalendarConfig,
+    ChannelConfig,
+    Clients,
+    Config,
+    Detection,
+    Digest,
+    EmailCommon,
+    PhoneCommon,
+    Practice,
+    Retention,
+    StepSpec,
+    Store,
+    Templates,
+)
+from daemon.errors import ConfigError
 
 TOP_LEVEL = ("practice", "store", "calendars", "clients", "detection", "cadence", "channels",
              "digest", "retention", "templates")

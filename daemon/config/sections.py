@@ -13,9 +13,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
 
-from connectors.calendars import SOURCES
-from connectors.channels import EMAIL_BACKENDS, PHONE_ALIASES, PHONE_BACKENDS
-from daemon.config.durations import Duration, WorkingHours, parse_duration, parse_working_hours
+from daemon.backends import EMAIL_BACKENDS, PHONE_ALIASES, PHONE_BACKENDS, SOURCES
+from daemon.config.durations import (
+    Duration,
+    WorkingHours,
+    parse_duration,
+    parse_working_hours,
+)
 from daemon.config.fields import option
 
 

@@ -8,20 +8,10 @@ never plans a step in the past, and the steps keep the cadence's spacing.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from daemon.config import Config
-from daemon.model import Trigger
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    id: str
-    n: int
-    channel: str
-    template: str
-    due_at: datetime
+from daemon.model import PlannedStep, Trigger
 
 
 def sequence_id(trigger: Trigger) -> str:

@@ -21,20 +21,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.calendars import SOURCES
 from connectors.calendars.base import CalendarSource, SourceContext, Window
-from connectors.channels import EMAIL_BACKENDS, PHONE_BACKENDS
 from connectors.channels.base import Channel, ChannelContext
-from daemon.engine import detect
 from daemon import secrets
-from daemon.store import sessions as session_store
+from daemon.backends import EMAIL_BACKENDS, PHONE_BACKENDS, SOURCES
 from daemon.clients import Directory, load_directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
+from daemon.engine import detect
 from daemon.errors import SourceError, UserError
-from daemon.store.lock import AdvisoryLock, FileLock
 from daemon.model import Client, Trigger
+from daemon.store import sessions as session_store
 from daemon.store.db import Store, calendars, steps, ts
+from daemon.store.lock import AdvisoryLock, FileLock
 from daemon.templating.templates import Templates
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from connectors.calendars.base import Occurrence, Window
 from daemon.clients import Directory
 from daemon.config import Detection
 from daemon.model import Client, SessionRow, Trigger
-from daemon.engine.rules import vanish_is_cancellation
+from daemon.rules import vanish_is_cancellation
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ import sqlalchemy as sa
 from babel.dates import format_date, format_time
 
 from connectors.channels.base import Message
-from daemon.store import followups
-from daemon.errors import ChannelError
 from daemon.engine.messages import message_id
 from daemon.engine.planning import rebooked
-from daemon.engine.rules import is_a_miss
+from daemon.errors import ChannelError
+from daemon.rules import is_a_miss
+from daemon.store import followups
 from daemon.store.db import calendars, dt, meta, reports, sequences, steps, ts
 
 if TYPE_CHECKING:

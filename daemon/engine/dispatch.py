@@ -14,15 +14,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from connectors.channels.base import Channel
-from daemon.store import followups
-from daemon.engine import messages
-from daemon.engine import planning
-from daemon.engine import rules
-from daemon.store import sessions as session_store
-from daemon.engine.cadence import gap_before
+from daemon import rules
 from daemon.clients import BLOCKED_BY_DIRECTORY
+from daemon.engine import messages, planning
+from daemon.engine.cadence import gap_before
 from daemon.errors import ChannelError, TemplateError
 from daemon.model import OPEN_STATES, Client
+from daemon.store import followups
+from daemon.store import sessions as session_store
 from daemon.store.db import calendars, dt, ts
 
 if TYPE_CHECKING:

@@ -17,11 +17,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from daemon import rules
+from daemon.engine.cadence import plan, sequence_id
+from daemon.model import PlannedStep, Trigger
 from daemon.store import followups
-from daemon.engine import rules
 from daemon.store import sessions as session_store
-from daemon.engine.cadence import PlannedStep, plan, sequence_id
-from daemon.model import Trigger
 from daemon.store.db import dt, ts
 
 if TYPE_CHECKING:

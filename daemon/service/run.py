@@ -32,12 +32,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon import config as config_module
-from daemon.config import libraries
-from daemon.service import sdnotify
 from daemon.clock import Clock, SystemClock
-from daemon.config import Config
+from daemon.config import Config, libraries
 from daemon.errors import ConfigError, UserError
-from daemon.cli.status import startup_notes
+from daemon.service import sdnotify
+from daemon.service.notes import startup_notes
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,9 @@ class Service:
 
     def _activate(self, config: Config) -> None:
         """Open an engine for ``config`` and start its jobs; closes it on failure."""
-        from daemon.engine.cycle import Engine  # imported late: the engine pulls in every connector
+        from daemon.engine.cycle import (
+            Engine,  # imported late: the engine pulls in every connector
+        )
 
         engine = Engine(config, clock=self.clock)
         try:

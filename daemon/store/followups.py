@@ -8,9 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from daemon.engine.cadence import PlannedStep
-from daemon.model import OPEN_STATES, Trigger
-from daemon.engine.rules import Missed
+from daemon.model import OPEN_STATES, PlannedStep, Trigger
+from daemon.rules import Missed
 from daemon.store.db import client_flags, dt, sequences, steps, ts
 
 JOINED = [*steps.c, sequences.c.calendar, sequences.c.session_key, sequences.c.session_start,

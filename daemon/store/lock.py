@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from daemon.errors import InstanceLocked, UserError
 
+
 def advisory_key(url: str) -> int:
     """A 63-bit key per store, so practices (or test schemas) sharing a server do not collide."""
     import hashlib

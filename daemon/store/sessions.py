@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from daemon.engine import rules
+from daemon import rules
 from daemon.model import SessionRow
-from daemon.engine.rules import Missed
+from daemon.rules import Missed
 from daemon.store.db import dt, sessions, ts
 
 

@@ -21,8 +21,17 @@ from babel.dates import format_date, format_datetime, format_time, match_skeleto
 
 from daemon.errors import TemplateError
 from daemon.model import Client
-from daemon.templating.sandbox import (ALLOWED, CALL_TASK_ONLY, MAX_OUTPUT, MAX_SECONDS, SandboxEnv, check_source,
-                                     client_facing_problems, environment, sandboxed_render)
+from daemon.templating.sandbox import (
+    ALLOWED,
+    CALL_TASK_ONLY,
+    MAX_OUTPUT,
+    MAX_SECONDS,
+    SandboxEnv,
+    check_source,
+    client_facing_problems,
+    environment,
+    sandboxed_render,
+)
 
 __all__ = ["ALLOWED", "MAX_OUTPUT", "MAX_SECONDS", "Rendered", "Source", "Templates", "context_for",
            "copy_defaults", "defaults_dir", "environment", "readable_phone", "render_text",
