@@ -141,8 +141,8 @@ def feed_server(responses):
 
 
 def _source(url: str) -> IcsSource:
-    ctx = SourceContext(Path("."), ZoneInfo("America/New_York"), FixedClock(local(2026, 11, 2)),
-                        lambda n: "", Path("."))
+    ctx = SourceContext(base_dir=Path("."), timezone=ZoneInfo("America/New_York"),
+                        clock=FixedClock(local(2026, 11, 2)), secret=lambda n: "", state_dir=Path("."))
     return IcsSource("web", url, None, ctx, timeout=2)
 
 
@@ -192,8 +192,8 @@ def test_a_held_feed_that_stays_the_same_is_accepted_without_inferring(practice,
 
 
 def _parse(text: str):
-    ctx = SourceContext(Path("."), ZoneInfo("America/New_York"), FixedClock(local(2026, 11, 2)),
-                        lambda n: "", Path("."))
+    ctx = SourceContext(base_dir=Path("."), timezone=ZoneInfo("America/New_York"),
+                        clock=FixedClock(local(2026, 11, 2)), secret=lambda n: "", state_dir=Path("."))
     return IcsSource("t", "t.ics", None, ctx).parse(text.encode(), WINDOW)[0]
 
 

@@ -32,7 +32,7 @@ def source(url: str, tmp_path: Path, *, username: str = "", secrets: dict[str, s
             return secrets[name]
         raise SecretMissing(name, ["test"])
 
-    ctx = SourceContext(tmp_path, NY, FixedClock(NOW), secret, tmp_path)
+    ctx = SourceContext(base_dir=tmp_path, timezone=NY, clock=FixedClock(NOW), secret=secret, state_dir=tmp_path)
     return CaldavSource("main", url, CaldavOptions(username=username), ctx, timeout=5)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -217,7 +218,7 @@ def test_check_is_clean_with_a_key_and_sends_nothing(server, make_channel):
 
 def test_dry_run_sends_nothing(server, make_channel):
     channel = make_channel()
-    channel.context.dry_run = True
+    channel.context = replace(channel.context, dry_run=True)   # contexts are frozen
     assert channel.send(make_message()).provider_id == "dry-run"
     assert server.requests == []
 

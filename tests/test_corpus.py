@@ -35,8 +35,8 @@ def _cases(broken: bool) -> list[Any]:
 
 def _read(path: Path, start: datetime) -> tuple[int, int]:
     """(occurrences, unreadable events) of one file in the 150 days from ``start``."""
-    ctx = SourceContext(path.parent, ZoneInfo("America/New_York"), FixedClock(local(2026, 11, 2)),
-                        lambda n: "", path.parent)
+    ctx = SourceContext(base_dir=path.parent, timezone=ZoneInfo("America/New_York"),
+                        clock=FixedClock(local(2026, 11, 2)), secret=lambda n: "", state_dir=path.parent)
     result = IcsSource("corpus", str(path), None, ctx).fetch(Window(start, start + timedelta(days=DAYS)), {})
     assert result.occurrences is not None                 # a first read is always a full snapshot
     return len(result.occurrences), len(result.unreadable)

@@ -156,7 +156,7 @@ def test_reports_are_not_repeated_and_an_empty_day_sends_nothing(practice, smtp,
     p.once(local(2026, 11, 3, 10, 5))                      # Jane's call task goes out
     nxt = digest_engine(p, local(2026, 11, 4, 7, 30))
     try:
-        message = build_digest(nxt, local(2026, 11, 4, 7, 30))
+        message = build_digest(nxt.context, local(2026, 11, 4, 7, 30))
         assert message is not None
         assert "Jane Doe: call task (step 1)" in message.text
         assert "FAILED" not in message.text and "AMBIGUOUS" not in message.text
@@ -165,7 +165,7 @@ def test_reports_are_not_repeated_and_an_empty_day_sends_nothing(practice, smtp,
         nxt.close()
     quiet = digest_engine(p, local(2026, 11, 5, 7, 30))
     try:
-        assert build_digest(quiet, local(2026, 11, 5, 7, 30)) is None
+        assert build_digest(quiet.context, local(2026, 11, 5, 7, 30)) is None
         assert quiet.send_digest() is False
     finally:
         quiet.close()
@@ -198,7 +198,7 @@ def test_a_broken_template_is_in_every_digest_until_fixed(practice, capsys):
     for day in (4, 5):
         engine = digest_engine(practice, local(2026, 11, day, 7, 30))
         try:
-            message = build_digest(engine, local(2026, 11, day, 7, 30))
+            message = build_digest(engine.context, local(2026, 11, day, 7, 30))
             assert message is not None and "TEMPLATE: 'phone_call' cannot be rendered" in message.text
             assert "Jane Doe, +15550100201" in message.text and "(overdue)" in message.text
             assert engine.send_digest() is True

@@ -77,9 +77,9 @@ class FetchResult:
     unreadable: set[str] = field(default_factory=set)   # UIDs present but damaged: never "vanished"
 
 
-@dataclass
+@dataclass(kw_only=True, frozen=True)
 class SourceContext:
-    """What a source may use from the engine."""
+    """What a source may use from the engine (built with keywords)."""
 
     base_dir: Path
     timezone: tzinfo

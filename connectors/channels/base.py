@@ -46,9 +46,10 @@ class Receipt:
     detail: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True, frozen=True)
 class ChannelContext:
-    """What a channel may use from the engine."""
+    """What a channel may use from the engine (built with keywords: two swapped paths or
+    names would otherwise type-check)."""
 
     base_dir: Path
     state_dir: Path
@@ -60,7 +61,8 @@ class ChannelContext:
     therapist_email: str
     sender: str = ""
     dry_run: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    sender_name: str = ""                        # display name in From (default: the practice)
+    email_channel: "Channel | None" = None      # the email channel, for call tasks sent by email
 
 
 class NoOptions:

@@ -17,7 +17,8 @@ class TherapistEmailCallTask(Channel):
 
     @property
     def email(self) -> Channel:
-        return self.context.extra["email_channel"]
+        assert self.context.email_channel is not None, "the engine hands call tasks the email channel"
+        return self.context.email_channel
 
     @property
     def idempotent(self) -> bool:  # type: ignore[override]

@@ -59,7 +59,7 @@ def email_bytes(message: Message, context: ChannelContext, *, eight_bit: bool = 
 
 def _build(message: Message, context: ChannelContext, eight_bit: bool) -> EmailMessage:
     mail = EmailMessage()
-    sender_name = context.extra.get("sender_name") or context.practice_name
+    sender_name = context.sender_name or context.practice_name
     mail["From"] = Address(display_name=_name(sender_name, "the sender's name"),
                            addr_spec=ascii_address(context.sender, "the From address"))
     mail["To"] = Address(display_name=_name(message.to_name, "the recipient's name"),

@@ -138,7 +138,7 @@ class SendGridChannel(Channel):
             TrackingSettings,
         )
 
-        sender_name = self.context.extra.get("sender_name") or self.context.practice_name
+        sender_name = self.context.sender_name or self.context.practice_name
         mail = Mail(from_email=From(self.context.sender, sender_name or None),
                     to_emails=To(message.to_address, message.to_name or None),
                     subject=message.subject, plain_text_content=message.text,

@@ -54,8 +54,8 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
 
 def _sources(cfg: Config) -> list[str]:
     out: list[str] = []
-    ctx = SourceContext(cfg.base_dir, cfg.practice.timezone, SystemClock(), secrets.lookup,
-                        cfg.resolve(cfg.store.path).parent)
+    ctx = SourceContext(base_dir=cfg.base_dir, timezone=cfg.practice.timezone, clock=SystemClock(),
+                        secret=secrets.lookup, state_dir=cfg.resolve(cfg.store.path).parent)
     for cal in cfg.calendars:
         try:
             source = SOURCES.load(cal.kind)(cal.name, cal.source, cal.options, ctx)
@@ -70,8 +70,10 @@ def _sources(cfg: Config) -> list[str]:
 def _channels(cfg: Config) -> list[str]:
     out = []
     p = cfg.practice
-    ctx = ChannelContext(cfg.base_dir, cfg.resolve(cfg.store.path).parent, p.timezone, SystemClock(),
-                         secrets.lookup, p.name, p.therapist, p.therapist_email, sender=cfg.email.common.sender)
+    ctx = ChannelContext(base_dir=cfg.base_dir, state_dir=cfg.resolve(cfg.store.path).parent, timezone=p.timezone,
+                         clock=SystemClock(), secret=secrets.lookup, practice_name=p.name,
+                         therapist_name=p.therapist, therapist_email=p.therapist_email,
+                         sender=cfg.email.common.sender)
     for registry, ch in ((EMAIL_BACKENDS, cfg.email), (PHONE_BACKENDS, cfg.phone)):
         try:
             channel = registry.load(ch.backend)(ch.options, ctx)

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from daemon.clients import Directory, load_directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
 from daemon.engine import detect
+from daemon.engine.context import CycleContext
 from daemon.errors import SourceError, UserError
 from daemon.model import Client, Trigger
 from daemon.store import sessions as session_store
@@ -121,6 +122,10 @@ class Engine:
         self.sources = {c.name: self._source(c) for c in config.calendars}
         self.email = self._channel(EMAIL_BACKENDS, config.email)
         self.phone = self._channel(PHONE_BACKENDS, config.phone)
+        self.context = CycleContext(config=config, store=self.store, directory=self.directory,
+                                    templates=self.templates, email=self.email, phone=self.phone,
+                                    clock=self.clock, worker=self.worker, is_dispatcher=self.is_dispatcher,
+                                    stopping=self.stopping)
 
     # -- set-up -----------------------------------------------------------------------
     def _lock(self) -> None:
@@ -134,18 +139,18 @@ class Engine:
                 log.info("another replica dispatches; this one only polls")
 
     def _source(self, cal: CalendarConfig) -> CalendarSource:
-        ctx = SourceContext(self.config.base_dir, self.config.practice.timezone, self.clock,
-                            secrets.lookup, state_dir(self.config))
+        ctx = SourceContext(base_dir=self.config.base_dir, timezone=self.config.practice.timezone,
+                            clock=self.clock, secret=secrets.lookup, state_dir=state_dir(self.config))
         return SOURCES.load(cal.kind)(cal.name, cal.source, cal.options, ctx, timeout=cal.timeout.seconds or 30.0)
 
     def _channel(self, registry: Any, cfg: Any) -> Channel:
         p = self.config.practice
-        ctx = ChannelContext(self.config.base_dir, state_dir(self.config), p.timezone, self.clock,
-                             secrets.lookup, p.name, p.therapist, p.therapist_email,
-                             sender=self.config.email.common.sender, dry_run=self.dry_run)
-        ctx.extra["sender_name"] = self.config.email.common.sender_name
-        if registry is PHONE_BACKENDS:
-            ctx.extra["email_channel"] = self.email
+        ctx = ChannelContext(base_dir=self.config.base_dir, state_dir=state_dir(self.config), timezone=p.timezone,
+                             clock=self.clock, secret=secrets.lookup, practice_name=p.name,
+                             therapist_name=p.therapist, therapist_email=p.therapist_email,
+                             sender=self.config.email.common.sender, dry_run=self.dry_run,
+                             sender_name=self.config.email.common.sender_name,
+                             email_channel=self.email if registry is PHONE_BACKENDS else None)
         return registry.load(cfg.backend)(cfg.options, ctx)
 
     def check_ready(self) -> None:
@@ -221,16 +226,17 @@ class Engine:
         first_seen = datetime.fromisoformat(row["first_seen_at"].replace("Z", "+00:00")) \
             if row["first_seen_at"] else now
         last_poll = datetime.fromisoformat(row["last_ok_at"].replace("Z", "+00:00")) if row["last_ok_at"] else None
-        ctx = detect.Context(name, now, window, row["first_seen_at"] is None, first_seen, last_poll,
-                             self.config.detection, self.directory, self.config.practice.therapist_email,
-                             frozenset(result.unreadable))
+        ctx = detect.Context(calendar=name, now=now, window=window, baseline=row["first_seen_at"] is None,
+                             first_seen_at=first_seen, prev_poll_at=last_poll, rules=self.config.detection,
+                             directory=self.directory, therapist_email=self.config.practice.therapist_email,
+                             unreadable=frozenset(result.unreadable))
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))
         if outcome.tripped:
             if not self._accept_held(conn, name, row, outcome, now):
                 return PollResult(name, True, degraded=outcome.tripped)
-            ctx.baseline = True     # accepted as the new normal: nothing inferred from what vanished
+            ctx = replace(ctx, baseline=True)   # accepted as the new normal: nothing inferred from what vanished
             outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         if ctx.baseline:
             log.info("calendar %s read for the first time: %d session(s) noted; nothing that ended "
@@ -285,12 +291,11 @@ class Engine:
         (daemon.planning)."""
         from daemon.engine.planning import after_poll
 
-        return after_poll(self, conn, calendar, triggers, now)
+        return after_poll(self.context, conn, calendar, triggers, now)
 
     def client_of(self, client_id: str, name: str = "", email: str = "") -> Client:
         """The directory's current entry, or the attendee the session named."""
-        found = self.directory.by_id(client_id)
-        return found or Client(id=client_id, name=name or email, email=email, in_directory=False)
+        return self.context.client_of(client_id, name, email)
 
     # -- dispatch and health --------------------------------------------------------------
     def dispatch(self) -> dict[str, int]:
@@ -298,7 +303,7 @@ class Engine:
 
         if not self.is_dispatcher:
             return {}
-        return Dispatcher(self).run()
+        return Dispatcher(self.context).run()
 
     def health(self) -> Health:
         now = self.clock.now()
@@ -318,4 +323,4 @@ class Engine:
         """Email the therapist today's digest, at most once a day (see daemon.digest)."""
         from daemon.engine.digest import send_digest
 
-        return send_digest(self)
+        return send_digest(self.context)

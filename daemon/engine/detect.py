@@ -36,8 +36,10 @@ class Classified:
     reached: bool
 
 
-@dataclass
+@dataclass(kw_only=True, frozen=True)
 class Context:
+    """What one reconcile of one calendar needs (built with keywords; ``replace`` to vary it)."""
+
     calendar: str
     now: datetime
     window: Window
@@ -48,7 +50,7 @@ class Context:
     directory: Directory
     therapist_email: str
     unreadable: frozenset[str] = frozenset()   # UIDs present but damaged: kept as they were
-    events: dict[str, datetime | None] = field(default_factory=dict)   # UID → booked_at, from the store
+    events: dict[str, datetime | None] = field(default_factory=dict)   # UID → booked_at (set by reconcile)
 
 
 @dataclass
@@ -196,7 +198,7 @@ def reconcile(prev: dict[str, SessionRow], occurrences: list[Occurrence], comple
     delta where absent keys are unchanged and tombstones mark removals.
     """
     out = Outcome()
-    ctx.events = _known_events(prev)
+    ctx = replace(ctx, events=_known_events(prev))
     current: dict[str, Classified] = {}
     seen_keys: set[str] = set()
     tombstones: dict[str, Occurrence] = {}

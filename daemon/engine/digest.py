@@ -19,21 +19,19 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from babel.dates import format_date, format_time
 
 from connectors.channels.base import Message
+from daemon.engine.context import CycleContext
 from daemon.engine.messages import message_id
 from daemon.engine.planning import rebooked
 from daemon.errors import ChannelError
 from daemon.rules import is_a_miss
 from daemon.store import followups
 from daemon.store.db import calendars, dt, meta, reports, sequences, steps, ts
-
-if TYPE_CHECKING:
-    from daemon.engine.cycle import Engine
 
 log = logging.getLogger(__name__)
 KEY = "digest_last"
@@ -61,9 +59,9 @@ class Digest:
 class _Fmt:
     """Local dates and times in the practice's locale."""
 
-    def __init__(self, engine: "Engine") -> None:
-        self.tz = engine.config.practice.timezone
-        self.locale = engine.config.practice.locale
+    def __init__(self, ctx: CycleContext) -> None:
+        self.tz = ctx.config.practice.timezone
+        self.locale = ctx.config.practice.locale
 
     def when(self, value: str | None) -> str:
         moment = dt(value)
@@ -78,69 +76,69 @@ class _Fmt:
         return format_time(moment, "short", tzinfo=self.tz, locale=self.locale) if moment else "-"
 
 
-def last_digest(engine: "Engine") -> dict[str, Any]:
+def last_digest(ctx: CycleContext) -> dict[str, Any]:
     """The ``digest_last`` record: ``day`` (local ISO date), ``at`` (store time), ``state``."""
-    raw = engine.store.get_meta(KEY)
+    raw = ctx.store.get_meta(KEY)
     try:
         return json.loads(raw) if raw else {}
     except ValueError:
         return {}
 
 
-def build_digest(engine: "Engine", now: datetime) -> Message | None:
+def build_digest(ctx: CycleContext, now: datetime) -> Message | None:
     """Today's digest for the therapist, or None when there is nothing to say."""
-    prepared = _prepare(engine, now)
+    prepared = _prepare(ctx, now)
     return prepared[0] if prepared else None
 
 
-def _prepare(engine: "Engine", now: datetime) -> tuple[Message, Digest] | None:
-    found = collect(engine, now, since=_since(engine, now), last=dt(last_digest(engine).get("at")))
+def _prepare(ctx: CycleContext, now: datetime) -> tuple[Message, Digest] | None:
+    found = collect(ctx, now, since=_since(ctx, now), last=dt(last_digest(ctx).get("at")))
     if found.empty():
         return None
-    p = engine.config.practice
+    p = ctx.config.practice
     day = now.astimezone(p.timezone).date()
     title = format_date(day, "EEEE, MMMM d", locale=p.locale)
     step_id = f"digest-{day.isoformat()}"
     message = Message(step_id=step_id, sequence_id="", audience="therapist", to_address=p.therapist_email,
                       to_name=p.therapist, subject=f"welcomeback: your day, {title}", text=_text(found, title),
-                      message_id=message_id(step_id, engine.config.email.common.sender))
+                      message_id=message_id(step_id, ctx.config.email.common.sender))
     return message, found
 
 
-def _since(engine: "Engine", now: datetime) -> datetime:
-    last = dt(last_digest(engine).get("at"))
+def _since(ctx: CycleContext, now: datetime) -> datetime:
+    last = dt(last_digest(ctx).get("at"))
     return last if last is not None and last < now else now - timedelta(days=1)
 
 
-def collect(engine: "Engine", now: datetime, *, since: datetime, last: datetime | None) -> Digest:
+def collect(ctx: CycleContext, now: datetime, *, since: datetime, last: datetime | None) -> Digest:
     """Read every section from the store; ``last`` is the previous digest (None: the first)."""
     found = Digest()
-    fmt = _Fmt(engine)
-    with engine.store.transaction() as conn:
-        if engine.phone.medium != "sms":
-            found.calls = _calls(engine, conn, now, fmt)
-        found.sent = _sent(engine, conn, now, since, fmt)
-        _reports(engine, conn, found, fmt)
-        found.repeats = _repeats(engine, conn, now, last)
+    fmt = _Fmt(ctx)
+    with ctx.store.transaction() as conn:
+        if ctx.phone.medium != "sms":
+            found.calls = _calls(ctx, conn, now, fmt)
+        found.sent = _sent(ctx, conn, now, since, fmt)
+        _reports(ctx, conn, found, fmt)
+        found.repeats = _repeats(ctx, conn, now, last)
     return found
 
 
-def _client(engine: "Engine", row: Any) -> Any:
-    return engine.client_of(row["client_id"], row["client_name"], row["client_email"])
+def _client(ctx: CycleContext, row: Any) -> Any:
+    return ctx.client_of(row["client_id"], row["client_name"], row["client_email"])
 
 
-def _calls(engine: "Engine", conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
-    tz = engine.config.practice.timezone
+def _calls(ctx: CycleContext, conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
+    tz = ctx.config.practice.timezone
     day = now.astimezone(tz).date()
     start = datetime.combine(day, time(0), tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
-    window = engine.config.detection.rebook_window.approx
+    window = ctx.config.detection.rebook_window.approx
     rows = [r for r in followups.all_steps(conn) if r["channel"] == "phone" and r["due_at"] < ts(end)
             and ((r["state"] == "planned" and not rebooked(conn, r, window))
                  or (r["state"] == "sent" and r["due_at"] >= ts(start)))]
     out = []
     for r in sorted(rows, key=lambda r: r["due_at"]):
-        client = _client(engine, r)
+        client = _client(ctx, r)
         late = " (overdue)" if r["due_at"] < ts(start) else ""
         out.append(f"{client.name}, {client.phone or 'no phone number on file'} - "
                    f"{LABELS.get(r['trigger'], r['trigger'])} {fmt.when(r['session_start'])}; "
@@ -148,27 +146,27 @@ def _calls(engine: "Engine", conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
     return out
 
 
-def _sent(engine: "Engine", conn: Any, now: datetime, since: datetime, fmt: _Fmt) -> list[str]:
+def _sent(ctx: CycleContext, conn: Any, now: datetime, since: datetime, fmt: _Fmt) -> list[str]:
     rows = [r for r in followups.all_steps(conn)
             if r["state"] == "sent" and (ts(since) or "") < (r["finished_at"] or "") <= (ts(now) or "")]
-    return [f"{_client(engine, r).name}: {_what(engine, r)} (step {r['n']}), {fmt.when(r['finished_at'])}"
+    return [f"{_client(ctx, r).name}: {_what(ctx, r)} (step {r['n']}), {fmt.when(r['finished_at'])}"
             for r in sorted(rows, key=lambda r: r["finished_at"])]
 
 
-def _what(engine: "Engine", row: Any) -> str:
+def _what(ctx: CycleContext, row: Any) -> str:
     if row["channel"] == "email":
         return "email"
-    return {"sms": "text message", "call-task": "call task"}.get(engine.phone.medium, "phone step")
+    return {"sms": "text message", "call-task": "call task"}.get(ctx.phone.medium, "phone step")
 
 
-def _reports(engine: "Engine", conn: Any, found: Digest, fmt: _Fmt) -> None:
+def _reports(ctx: CycleContext, conn: Any, found: Digest, fmt: _Fmt) -> None:
     rows = conn.execute(sa.select(reports).where(reports.c.kind.in_(ATTENTION), sa.or_(
         reports.c.notified.is_(False), reports.c.kind.in_(STANDING)))
                         .order_by(reports.c.at, reports.c.id)).mappings().all()
     for r in rows:
         found.report_ids.append(r["id"])
         if r["kind"] != "degraded":
-            found.attention.append(_attention_line(engine, conn, r, fmt))
+            found.attention.append(_attention_line(ctx, conn, r, fmt))
     now_degraded = conn.execute(sa.select(calendars).where(calendars.c.degraded.is_not(None))).mappings().all()
     for c in now_degraded:
         found.calendars.append(f"{c['name']}: degraded since {fmt.when(c['degraded_since'])}: {c['degraded']}")
@@ -180,7 +178,7 @@ def _reports(engine: "Engine", conn: Any, found: Digest, fmt: _Fmt) -> None:
                                    "(healthy again now)")
 
 
-def _attention_line(engine: "Engine", conn: Any, report: Any, fmt: _Fmt) -> str:
+def _attention_line(ctx: CycleContext, conn: Any, report: Any, fmt: _Fmt) -> str:
     kind = report["kind"].replace("_", " ").upper()
     if report["kind"] == "template":
         return (f"{kind}: '{report['ref']}' cannot be rendered ({report['detail']}); the steps using it wait "
@@ -197,7 +195,7 @@ def _attention_line(engine: "Engine", conn: Any, report: Any, fmt: _Fmt) -> str:
     if step is None:
         return f"{kind}: {report['detail']}"
     reason = " ".join((step["reason"] or report["detail"]).split())
-    return f"{kind}: {_client(engine, step).name}: {_what(engine, step)} (step {step['n']}) - {reason}"
+    return f"{kind}: {_client(ctx, step).name}: {_what(ctx, step)} (step {step['n']}) - {reason}"
 
 
 def _misses(conn: Any, now: datetime) -> dict[str, tuple[int, str]]:
@@ -217,7 +215,7 @@ def _misses(conn: Any, now: datetime) -> dict[str, tuple[int, str]]:
     return {c: (len(found), latest[c]) for c, found in sessions.items() if len(found) >= 2}
 
 
-def _repeats(engine: "Engine", conn: Any, now: datetime, last: datetime | None) -> list[str]:
+def _repeats(ctx: CycleContext, conn: Any, now: datetime, last: datetime | None) -> list[str]:
     """Clients with two or more misses in 60 days: all in the first digest, later only
     those who missed again since the previous one."""
     out = []
@@ -225,7 +223,7 @@ def _repeats(engine: "Engine", conn: Any, now: datetime, last: datetime | None) 
         if last is None or latest > (ts(last) or ""):
             latest_row = conn.execute(sa.select(sequences).where(sequences.c.client_id == client_id)
                                       .order_by(sequences.c.detected_at.desc())).mappings().first()
-            out.append(f"{_client(engine, latest_row).name}: {count} missed or cancelled sessions in 60 days")
+            out.append(f"{_client(ctx, latest_row).name}: {count} missed or cancelled sessions in 60 days")
     return sorted(out)
 
 
@@ -241,34 +239,34 @@ def _text(found: Digest, title: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def send_digest(engine: "Engine") -> bool:
+def send_digest(ctx: CycleContext) -> bool:
     """Send today's digest once; True when it was handed to the email channel."""
-    if not engine.config.digest.enabled or not engine.is_dispatcher:
+    if not ctx.config.digest.enabled or not ctx.is_dispatcher:
         return False
-    now = engine.clock.now()
-    day = now.astimezone(engine.config.practice.timezone).date().isoformat()
-    raw = engine.store.get_meta(KEY)
-    if last_digest(engine).get("day") == day:
+    now = ctx.clock.now()
+    day = now.astimezone(ctx.config.practice.timezone).date().isoformat()
+    raw = ctx.store.get_meta(KEY)
+    if last_digest(ctx).get("day") == day:
         return False
-    prepared = _prepare(engine, now)
+    prepared = _prepare(ctx, now)
     if prepared is None:
         log.info("digest %s: nothing to report", day)
         return False
     claim = json.dumps({"day": day, "at": ts(now), "state": "sending"})
-    if not _swap(engine, raw, claim):
+    if not _swap(ctx, raw, claim):
         return False
     message, found = prepared
     try:
-        engine.email.send(message)
+        ctx.email.send(message)
     except ChannelError as exc:
         log.warning("digest %s not sent (%s): %s", day, exc.outcome, exc.reason)
         if exc.outcome != "uncertain":
-            _swap(engine, claim, raw)       # definitely not delivered: a later run may try again
+            _swap(ctx, claim, raw)       # definitely not delivered: a later run may try again
         return False
     except Exception as exc:  # it may have gone out: keep the claim, never send twice
         log.error("digest %s: unexpected %s during hand-off", day, type(exc).__name__)
         return False
-    with engine.store.transaction() as conn:
+    with ctx.store.transaction() as conn:
         conn.execute(meta.update().where(meta.c.key == KEY).values(value=claim.replace('"sending"', '"sent"')))
         if found.report_ids:
             conn.execute(reports.update().where(reports.c.id.in_(found.report_ids)).values(notified=True))
@@ -276,10 +274,10 @@ def send_digest(engine: "Engine") -> bool:
     return True
 
 
-def _swap(engine: "Engine", old: str | None, new: str | None) -> bool:
+def _swap(ctx: CycleContext, old: str | None, new: str | None) -> bool:
     """Compare-and-set ``digest_last``: True when the value was still ``old``."""
     try:
-        with engine.store.transaction() as conn:
+        with ctx.store.transaction() as conn:
             if old is None:
                 conn.execute(meta.insert().values(key=KEY, value=new))
                 return True

@@ -11,21 +11,19 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connectors.channels.base import Channel
 from daemon import rules
 from daemon.clients import BLOCKED_BY_DIRECTORY
 from daemon.engine import messages, planning
 from daemon.engine.cadence import gap_before
+from daemon.engine.context import CycleContext
 from daemon.errors import ChannelError, TemplateError
 from daemon.model import OPEN_STATES, Client
 from daemon.store import followups
 from daemon.store import sessions as session_store
 from daemon.store.db import calendars, dt, ts
-
-if TYPE_CHECKING:
-    from daemon.engine.cycle import Engine
 
 log = logging.getLogger(__name__)
 HOLD = "hold"
@@ -36,17 +34,17 @@ ON_TIME = timedelta(hours=1)   # a step that went within this of its due time we
 
 
 class Dispatcher:
-    def __init__(self, engine: "Engine") -> None:
-        self.engine = engine
-        self.store = engine.store
-        self.config = engine.config
+    def __init__(self, ctx: CycleContext) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.config = ctx.config
         self.paused: set[str] = set()
         self.counts: dict[str, int] = {}
 
     def run(self) -> dict[str, int]:
-        now = self.engine.clock.now()
+        now = self.ctx.clock.now()
         with self.store.transaction() as conn:
-            for step_id in followups.abandon_stale(conn, self.engine.worker, now):
+            for step_id in followups.abandon_stale(conn, self.ctx.worker, now):
                 log.warning("step %s was being handed off when the service stopped: uncertain", step_id)
                 self.store.report(conn, now, "uncertain", "", step_id, "stopped during hand-off")
         self._feedback(now)
@@ -54,7 +52,7 @@ class Dispatcher:
             due = followups.due(conn, now)
         log.debug("dispatch: %d step(s) due", len(due))
         for step in due:
-            if self.engine.stopping.is_set():
+            if self.ctx.stopping.is_set():
                 log.info("stopping: the remaining due steps wait for the next start")
                 break
             self._one(step["id"], now)
@@ -75,11 +73,11 @@ class Dispatcher:
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def channel_for(self, name: str) -> Channel:
-        return self.engine.phone if name == "phone" else self.engine.email
+        return self.ctx.phone if name == "phone" else self.ctx.email
 
     def _feedback(self, now: datetime) -> None:
         """Call tasks the therapist closed in their calendar stop their sequences."""
-        for channel in {id(c): c for c in (self.engine.phone, self.engine.email)}.values():
+        for channel in {id(c): c for c in (self.ctx.phone, self.ctx.email)}.values():
             try:
                 closed = channel.feedback()
             except ChannelError as exc:
@@ -102,7 +100,7 @@ class Dispatcher:
             step = followups.step_row(conn, step_id)
             if step is None or step["state"] != "planned":
                 return
-            client = self.engine.client_of(step["client_id"], step["client_name"], step["client_email"])
+            client = self.ctx.client_of(step["client_id"], step["client_name"], step["client_email"])
             channel = self.channel_for(step["channel"])
             reason = self._stop_reason(conn, step, client, channel, now)
             if reason == HOLD or channel.backend in self.paused:
@@ -112,7 +110,7 @@ class Dispatcher:
                 return
         message, unbuildable = None, ""
         try:
-            message = messages.build(step, client, channel, self.config, self.engine.templates)
+            message = messages.build(step, client, channel, self.config, self.ctx.templates)
         except TemplateError as exc:
             self._template_problem(step, exc, now)
             return
@@ -121,7 +119,7 @@ class Dispatcher:
             unbuildable = f"the message could not be built ({type(exc).__name__}); nothing was sent"
         with self.store.transaction() as conn:
             self.store.resolve(conn, "template", "", step["template"])
-            if not followups.claim(conn, step_id, self.engine.worker, now):
+            if not followups.claim(conn, step_id, self.ctx.worker, now):
                 return
         if message is None:
             self._record(step, "failed", now, reason=unbuildable)
@@ -142,7 +140,7 @@ class Dispatcher:
             followups.stop(conn, step["sequence_id"], reason, now)
             log.info("follow-up %s stopped: %s", step["sequence_id"], reason)
             if reason == "withdrawn":
-                planning.reconsider(self.engine, conn, step["client_id"], now)
+                planning.reconsider(self.ctx, conn, step["client_id"], now)
         else:
             followups.skip(conn, step["id"], reason, now)
             followups.close_if_done(conn, step["sequence_id"], now)
@@ -189,7 +187,7 @@ class Dispatcher:
     def _protected(self, conn: Any, step: Any, client: Client, now: datetime) -> bool:
         """A client directory entry that cannot be read names this client, or the session no
         longer tells whose it is: hold, tell the therapist (never contact on a guess)."""
-        entry = self.engine.directory.rejected_protecting(client)
+        entry = self.ctx.directory.rejected_protecting(client)
         session = session_store.get(conn, step["calendar"], step["session_key"])
         unclear = session is not None and session.present and session.client_id is None \
             and not session.ambiguous.startswith(BLOCKED_BY_DIRECTORY)   # that one is checked live, above
@@ -230,7 +228,7 @@ class Dispatcher:
             return HOLD
         if channel.medium != "call-task" and self._over_hourly_cap(conn, now):
             return HOLD
-        if channel.medium == "sms" and len(self.engine.directory.by_phone(client.phone)) > 1:
+        if channel.medium == "sms" and len(self.ctx.directory.by_phone(client.phone)) > 1:
             self.store.report(conn, now, "ambiguous", step["calendar"], step["id"],
                               "the phone number is shared by several clients: no text message sent")
             return "no_contact_details"
@@ -238,7 +236,7 @@ class Dispatcher:
 
     def _over_hourly_cap(self, conn: Any, now: datetime) -> bool:
         """The runaway guard: at most ``max_messages_per_hour`` messages to clients."""
-        client_facing = tuple(name for name, ch in (("email", self.engine.email), ("phone", self.engine.phone))
+        client_facing = tuple(name for name, ch in (("email", self.ctx.email), ("phone", self.ctx.phone))
                               if ch.medium != "call-task")
         cap = self.config.cadence.max_messages_per_hour
         if followups.messages_since(conn, now - timedelta(hours=1), client_facing) < cap:
@@ -310,7 +308,7 @@ class Dispatcher:
                 provider_id: str | None = None) -> None:
         with self.store.transaction() as conn:
             followups.finish(conn, step["id"], state, now, reason=reason, provider_id=provider_id,
-                             worker=self.engine.worker)
+                             worker=self.ctx.worker)
             if state == "sent":   # whatever held this channel back is fixed
                 for hold in ChannelError.HOLDS:
                     self.store.resolve(conn, "held", "", f"{self.channel_for(step['channel']).backend}:{hold}")

@@ -15,52 +15,50 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daemon import rules
 from daemon.engine.cadence import plan, sequence_id
+from daemon.engine.context import CycleContext
 from daemon.model import PlannedStep, Trigger
 from daemon.store import followups
 from daemon.store import sessions as session_store
 from daemon.store.db import dt, ts
-
-if TYPE_CHECKING:
-    from daemon.engine.cycle import Engine
 
 log = logging.getLogger(__name__)
 CANCELS = rules.CANCELS
 ALREADY_SENT = "already_sent"
 
 
-def after_poll(engine: "Engine", conn: Any, calendar: str, triggers: list[Trigger], now: datetime) -> int:
+def after_poll(ctx: CycleContext, conn: Any, calendar: str, triggers: list[Trigger], now: datetime) -> int:
     """Review the calendar's open follow-ups, then consider the poll's triggers; returns how
     many follow-ups with steps to send were started."""
-    started = review(engine, conn, calendar, now)
-    return started + sum(start_follow_up(engine, conn, t, now) for t in triggers)
+    started = review(ctx, conn, calendar, now)
+    return started + sum(start_follow_up(ctx, conn, t, now) for t in triggers)
 
 
-def start_follow_up(engine: "Engine", conn: Any, trigger: Trigger, now: datetime) -> int:
+def start_follow_up(ctx: CycleContext, conn: Any, trigger: Trigger, now: datetime) -> int:
     """Returns 1 when a follow-up with steps to send was started, else 0."""
     seq = sequence_id(trigger)
     if followups.exists(conn, seq):
         return 0
-    why_not = _why_not(engine, conn, trigger, seq)
+    why_not = _why_not(ctx, conn, trigger, seq)
     if why_not:
         followups.create(conn, trigger, seq, [], now, closed_reason=why_not)
         if why_not == "ambiguous":
-            engine.store.report(conn, now, "ambiguous", trigger.calendar, trigger.session_key,
+            ctx.store.report(conn, now, "ambiguous", trigger.calendar, trigger.session_key,
                                 f"{trigger.kind} on {ts(trigger.session_start)}: {trigger.ambiguous}")
             log.warning("follow-up %s not started: the client needs the therapist's attention", seq)
         else:
             log.info("follow-up %s not started: %s", seq, why_not)
         return 0
-    return _begin(engine, conn, trigger, seq, now, reopen=False)
+    return _begin(ctx, conn, trigger, seq, now, reopen=False)
 
 
-def _why_not(engine: "Engine", conn: Any, trigger: Trigger, seq: str) -> str | None:
+def _why_not(ctx: CycleContext, conn: Any, trigger: Trigger, seq: str) -> str | None:
     if trigger.ambiguous or not trigger.client_id:
         return "ambiguous"
-    window = engine.config.detection.rebook_window.approx
+    window = ctx.config.detection.rebook_window.approx
     missed = rules.Missed(calendar=trigger.calendar, key=trigger.session_key, start=trigger.session_start,
                           kind=trigger.kind, detected_at=trigger.detected_at)
     if trigger.kind in CANCELS and session_store.coming_back(conn, trigger.client_id, missed, window):
@@ -72,37 +70,37 @@ def _why_not(engine: "Engine", conn: Any, trigger: Trigger, seq: str) -> str | N
     return None
 
 
-def _begin(engine: "Engine", conn: Any, trigger: Trigger, seq: str, now: datetime, *, reopen: bool) -> int:
+def _begin(ctx: CycleContext, conn: Any, trigger: Trigger, seq: str, now: datetime, *, reopen: bool) -> int:
     """Plan the steps (from ``now``: a reconsidered follow-up never plans in the past)."""
     assert trigger.client_id is not None
-    client = engine.client_of(trigger.client_id, trigger.client_name, trigger.client_email)
+    client = ctx.client_of(trigger.client_id, trigger.client_name, trigger.client_email)
     skip = "opted_out" if client.do_not_contact or followups.opted_out(conn, client.id) else None
-    planned = plan(engine.config, replace(trigger, detected_at=now), seq)
-    skipped = _already_received(engine, conn, trigger, planned)
+    planned = plan(ctx.config, replace(trigger, detected_at=now), seq)
+    skipped = _already_received(ctx, conn, trigger, planned)
     if reopen:
         followups.reopen(conn, seq, planned, now, skip_reason=skip, skipped=skipped)
     else:
         followups.create(conn, trigger, seq, planned, now, skip_reason=skip, skipped=skipped)
-    engine.store.audit(conn, now, "reconsidered" if reopen else "detected", sequence_id=seq, detail=trigger.kind)
+    ctx.store.audit(conn, now, "reconsidered" if reopen else "detected", sequence_id=seq, detail=trigger.kind)
     log.info("follow-up %s %s (%s)%s", seq, "started after a correction" if reopen else "started",
              trigger.kind, " but opted out" if skip else "")
     return 0 if skip else 1
 
 
-def _already_received(engine: "Engine", conn: Any, trigger: Trigger, planned: list[PlannedStep]) -> dict[int, str]:
+def _already_received(ctx: CycleContext, conn: Any, trigger: Trigger, planned: list[PlannedStep]) -> dict[int, str]:
     """Steps the client already received (or may have) under a withdrawn follow-up of the
     same episode: planned as skipped, so a correction never repeats a message to them.
     Call tasks go to the therapist and are planned again, with the corrected date."""
     assert trigger.client_id is not None
-    facing = {"email"} | ({"phone"} if engine.phone.medium != "call-task" else set())
-    window = engine.config.detection.rebook_window.approx
+    facing = {"email"} | ({"phone"} if ctx.phone.medium != "call-task" else set())
+    window = ctx.config.detection.rebook_window.approx
     received = {r["n"] for r in followups.delivered_in_withdrawn(conn, trigger.client_id)
                 if r["channel"] in facing and rules.same_episode(dt(r["session_start"]) or trigger.session_start,
                                                                  trigger.session_start, window)}
     return {p.n: ALREADY_SENT for p in planned if p.n in received and p.channel in facing}
 
 
-def review(engine: "Engine", conn: Any, calendar: str, now: datetime) -> int:
+def review(ctx: CycleContext, conn: Any, calendar: str, now: datetime) -> int:
     """Withdraw the calendar's open follow-ups whose trigger no longer holds (marker removed,
     session restored or moved) and follow a corrected date; returns follow-ups started instead."""
     started = 0
@@ -111,24 +109,24 @@ def review(engine: "Engine", conn: Any, calendar: str, now: datetime) -> int:
         session = session_store.get(conn, calendar, row["session_key"])
         if rules.trigger_withdrawn(missed, session, now):
             followups.stop(conn, row["id"], "withdrawn", now)
-            engine.store.audit(conn, now, "withdrawn", sequence_id=row["id"])
+            ctx.store.audit(conn, now, "withdrawn", sequence_id=row["id"])
             log.info("follow-up %s withdrawn: the calendar no longer shows the missed session", row["id"])
-            started += reconsider(engine, conn, row["client_id"], now)
+            started += reconsider(ctx, conn, row["client_id"], now)
             continue
         corrected = rules.corrected_start(missed, session, now)
         if corrected is not None:
             followups.set_session_start(conn, row["id"], corrected)
-            engine.store.audit(conn, now, "corrected", sequence_id=row["id"], detail="session date")
+            ctx.store.audit(conn, now, "corrected", sequence_id=row["id"], detail="session date")
             log.info("follow-up %s: the missed session's date was corrected", row["id"])
     return started
 
 
-def reconsider(engine: "Engine", conn: Any, client_id: str, now: datetime) -> int:
+def reconsider(ctx: CycleContext, conn: Any, client_id: str, now: datetime) -> int:
     """Give the client's merged follow-ups their turn (earliest session first) once the one
     they gave way to is withdrawn; returns how many were started."""
     if not client_id:
         return 0
-    lookback = engine.config.detection.lookback.approx
+    lookback = ctx.config.detection.lookback.approx
     started = 0
     for row in followups.merged_for_client(conn, client_id):
         missed = followups.missed_of(row)
@@ -137,8 +135,8 @@ def reconsider(engine: "Engine", conn: Any, client_id: str, now: datetime) -> in
             continue
         trigger = Trigger(row["trigger"], row["calendar"], row["session_key"], missed.start, client_id,
                           row["client_name"], row["client_email"], "", missed.detected_at)
-        if _why_not(engine, conn, trigger, row["id"]) is None:
-            started += _begin(engine, conn, trigger, row["id"], now, reopen=True)
+        if _why_not(ctx, conn, trigger, row["id"]) is None:
+            started += _begin(ctx, conn, trigger, row["id"], now, reopen=True)
     return started
 
 
