@@ -56,7 +56,7 @@ from daemon.clock import FixedClock
 from daemon.engine import detect
 from daemon.engine.cycle import Engine, PollResult
 from daemon.store import sessions as session_store
-from daemon.store.db import sequences, sessions
+from daemon.store.tables import sequences, sessions
 
 CALENDAR = "main"
 LIMIT = 0.01  # unchanged poll / bare parse

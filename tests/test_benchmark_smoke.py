@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from daemon import config as config_mod
-from daemon.clients import load_directory
+from daemon.client_files import load_directory
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.channels.base import ChannelContext
 from daemon.backends import EMAIL_BACKENDS, PHONE_BACKENDS
-from daemon.clients import load_directory
+from daemon.client_files import load_directory
 from daemon.clock import FixedClock
 from daemon.config import load
 from daemon.engine.context import CycleContext

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.clients import load_directory
+from daemon.client_files import load_directory
 from daemon.errors import UserError
 
 APPLE = """BEGIN:VCARD

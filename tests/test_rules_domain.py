@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from daemon import config as config_mod
-from daemon.clients import Client, Directory, Rejected, do_not_contact
+from daemon.client_files import do_not_contact
+from daemon.clients import Client, Directory, Rejected
 from daemon.engine.cadence import due_times, gap_before, gaps
 from daemon.model import SessionRow
 from daemon.rules import (

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import TemplateError
-from daemon.templating.sandbox import ALLOWED, CALL_TASK_ONLY, client_facing_problems
+from daemon.templating.allowlist import ALLOWED, CALL_TASK_ONLY, client_facing_problems
 from daemon.templating.templates import Templates, sample_context
 from tests.conftest import make_practice
 from tests.fakes.twilio_server import FakeTwilio

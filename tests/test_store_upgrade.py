@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from daemon import config as config_mod
 from daemon.engine.cycle import store_url
 from daemon.errors import UserError
-from daemon.store.db import SCHEMA_VERSION, Store
+from daemon.store.db import Store
+from daemon.store.tables import SCHEMA_VERSION
 from tests.conftest import local
 from tests.stories import jane_no_show
 

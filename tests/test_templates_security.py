@@ -19,12 +19,8 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import TemplateError
-from daemon.templating.sandbox import (
-    MAX_SECONDS,
-    check_source,
-    environment,
-    sandboxed_render,
-)
+from daemon.templating.allowlist import check_source
+from daemon.templating.sandbox import MAX_SECONDS, environment, sandboxed_render
 from daemon.templating.templates import (
     Templates,
     render_text,

@@ -13,7 +13,7 @@ from connectors.channels.twilio_sms import sms_problems
 from daemon import config as config_mod
 from daemon.engine import messages
 from daemon.model import Client
-from daemon.store.db import ts
+from daemon.store.tables import ts
 from daemon.templating.templates import Templates, defaults_dir, readable_phone
 from tests.conftest import NY, ROOT, local, make_practice
 from tests.stories import jane_no_show

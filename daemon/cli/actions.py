@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from daemon.errors import UserError
 from daemon.model import Client
 from daemon.store import followups
-from daemon.store.db import sequences, sessions, steps, ts
+from daemon.store.tables import sequences, sessions, steps, ts
 
 log = logging.getLogger(__name__)
 RESOLUTIONS = ("sent", "retry", "dismiss")

@@ -9,7 +9,7 @@ from connectors.calendars.base import SourceContext
 from connectors.channels.base import ChannelContext
 from daemon import secrets
 from daemon.backends import EMAIL_BACKENDS, PHONE_BACKENDS, SOURCES
-from daemon.clients import load_directory
+from daemon.client_files import load_directory
 from daemon.clock import SystemClock
 from daemon.config import Config, libraries
 from daemon.errors import UserError

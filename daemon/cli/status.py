@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from daemon.config import Config
 from daemon.store import followups
-from daemon.store.db import audit, calendars, dt, reports, sequences
+from daemon.store.tables import audit, calendars, dt, reports, sequences
 
 
 def _local(value: str | None, tz: Any) -> str | None:
@@ -121,7 +121,7 @@ def render_preview(config: Config, template: str, client_name: str | None,
     from daemon.cli.actions import exact_in
     from daemon.clock import SystemClock
     from daemon.engine import messages
-    from daemon.store.db import ts
+    from daemon.store.tables import ts
     from daemon.templating.templates import (
         SAMPLE_SESSION,
         Templates,
@@ -167,7 +167,7 @@ def _medium(config: Config, template: str) -> str | None:
 
 
 def load_dir(config: Config) -> Any:
-    from daemon.clients import load_directory
+    from daemon.client_files import load_directory
 
     return load_directory(config.resolve(config.clients.directory) if config.clients.directory else None,
                           config.clients.default_region)

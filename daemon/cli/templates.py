@@ -29,7 +29,7 @@ from typing import Callable
 
 from daemon.config import Config
 from daemon.errors import UserError
-from daemon.templating.sandbox import client_facing_problems
+from daemon.templating.allowlist import client_facing_problems
 from daemon.templating.templates import (
     Templates,
     copy_defaults,

@@ -25,7 +25,8 @@ from connectors.calendars.base import CalendarSource, SourceContext, Window
 from connectors.channels.base import Channel, ChannelContext
 from daemon import secrets
 from daemon.backends import EMAIL_BACKENDS, PHONE_BACKENDS, SOURCES
-from daemon.clients import Directory, load_directory
+from daemon.client_files import load_directory
+from daemon.clients import Directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
 from daemon.engine import detect
@@ -33,8 +34,9 @@ from daemon.engine.context import CycleContext
 from daemon.errors import SourceError, UserError
 from daemon.model import Client, Trigger
 from daemon.store import sessions as session_store
-from daemon.store.db import Store, calendars, steps, ts
+from daemon.store.db import Store
 from daemon.store.lock import AdvisoryLock, FileLock
+from daemon.store.tables import calendars, steps, ts
 from daemon.templating.templates import Templates
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from daemon.engine.planning import rebooked
 from daemon.errors import ChannelError
 from daemon.rules import is_a_miss
 from daemon.store import followups
-from daemon.store.db import calendars, dt, meta, reports, sequences, steps, ts
+from daemon.store.tables import calendars, dt, meta, reports, sequences, steps, ts
 
 log = logging.getLogger(__name__)
 KEY = "digest_last"

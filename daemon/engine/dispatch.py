@@ -23,7 +23,7 @@ from daemon.errors import ChannelError, TemplateError
 from daemon.model import OPEN_STATES, Client
 from daemon.store import followups
 from daemon.store import sessions as session_store
-from daemon.store.db import calendars, dt, ts
+from daemon.store.tables import calendars, dt, ts
 
 log = logging.getLogger(__name__)
 HOLD = "hold"

@@ -9,7 +9,7 @@ from connectors.channels.base import Channel, Message
 from daemon.config import Config
 from daemon.errors import TemplateError
 from daemon.model import Client
-from daemon.store.db import dt
+from daemon.store.tables import dt
 from daemon.templating.templates import Templates, context_for, readable_phone, when
 
 

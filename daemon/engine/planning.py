@@ -23,7 +23,7 @@ from daemon.engine.context import CycleContext
 from daemon.model import PlannedStep, Trigger
 from daemon.store import followups
 from daemon.store import sessions as session_store
-from daemon.store.db import dt, ts
+from daemon.store.tables import dt, ts
 
 log = logging.getLogger(__name__)
 CANCELS = rules.CANCELS

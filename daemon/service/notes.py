@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from daemon.config import Config
-from daemon.store.db import calendars, dt
+from daemon.store.tables import calendars, dt
 
 
 def _local(value: str | None, tz: Any) -> str | None:

@@ -14,134 +14,25 @@ import json
 import logging
 import os
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from daemon.store.tables import (
+    SCHEMA_VERSION,
+    UPGRADES,
+    audit,
+    calendars,
+    meta,
+    metadata,
+    reports,
+    ts,
+)
+
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 4
-metadata = sa.MetaData()
-
-meta = sa.Table("meta", metadata,
-                sa.Column("key", sa.String(64), primary_key=True),
-                sa.Column("value", sa.Text, nullable=False))
-
-calendars = sa.Table(
-    "calendars", metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("first_seen_at", sa.String(40)),
-    sa.Column("last_poll_at", sa.String(40)),
-    sa.Column("last_ok_at", sa.String(40)),
-    sa.Column("state_json", sa.Text, nullable=False, default="{}"),
-    sa.Column("degraded", sa.Text),
-    sa.Column("degraded_since", sa.String(40)),
-    sa.Column("held", sa.Text),          # schema 2: what the vanish breaker holds back
-)
-
-sessions = sa.Table(
-    "sessions", metadata,
-    sa.Column("calendar", sa.String(200), primary_key=True),
-    sa.Column("key", sa.String(500), primary_key=True),
-    sa.Column("uid", sa.String(500), nullable=False),
-    sa.Column("start", sa.String(40), nullable=False),
-    sa.Column("end", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("client_id", sa.String(300)),
-    sa.Column("client_name", sa.Text, nullable=False, default=""),
-    sa.Column("client_email", sa.Text, nullable=False, default=""),
-    sa.Column("ambiguous", sa.Text, nullable=False, default=""),
-    sa.Column("no_show", sa.Boolean, nullable=False, default=False),
-    sa.Column("reached", sa.Boolean, nullable=False, default=False),
-    sa.Column("present", sa.Boolean, nullable=False, default=True),
-    sa.Column("first_seen_at", sa.String(40)),
-    sa.Column("last_seen_at", sa.String(40)),
-    sa.Column("cancelled_at", sa.String(40)),
-    sa.Column("booked_at", sa.String(40)),   # schema 3: when its event first appeared; NULL: there at the first read
-    sa.Index("ix_sessions_client", "client_id"),
-)
-
-client_flags = sa.Table(
-    "client_flags", metadata,
-    sa.Column("client_id", sa.String(300), primary_key=True),
-    sa.Column("opted_out_at", sa.String(40)),
-    sa.Column("opted_out_channels", sa.Text, nullable=False, default=""),
-    sa.Column("reached_at", sa.String(40)),
-)
-
-sequences = sa.Table(
-    "sequences", metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("calendar", sa.String(200), nullable=False),
-    sa.Column("session_key", sa.String(500), nullable=False),
-    sa.Column("session_start", sa.String(40), nullable=False),
-    sa.Column("trigger", sa.String(20), nullable=False),
-    sa.Column("client_id", sa.String(300), nullable=False),
-    sa.Column("client_name", sa.Text, nullable=False, default=""),
-    sa.Column("client_email", sa.Text, nullable=False, default=""),
-    sa.Column("detected_at", sa.String(40), nullable=False),
-    sa.Column("closed_at", sa.String(40)),
-    sa.Column("closed_reason", sa.String(40)),
-    sa.UniqueConstraint("calendar", "session_key", "trigger", name="uq_sequence_trigger"),
-    sa.Index("ix_sequences_client", "client_id"),
-)
-
-steps = sa.Table(
-    "steps", metadata,
-    sa.Column("id", sa.String(48), primary_key=True),
-    sa.Column("sequence_id", sa.String(40), sa.ForeignKey("sequences.id"), nullable=False),
-    sa.Column("n", sa.Integer, nullable=False),
-    sa.Column("channel", sa.String(20), nullable=False),
-    sa.Column("template", sa.String(200), nullable=False),
-    sa.Column("due_at", sa.String(40), nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),
-    sa.Column("reason", sa.Text),
-    sa.Column("claimed_by", sa.String(80)),
-    sa.Column("claimed_at", sa.String(40)),
-    sa.Column("finished_at", sa.String(40)),
-    sa.Column("provider_id", sa.Text),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.UniqueConstraint("sequence_id", "n", name="uq_step_n"),
-    sa.Index("ix_steps_due", "state", "due_at"),
-)
-
-reports = sa.Table(
-    "reports", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.String(40), nullable=False),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("calendar", sa.String(200), nullable=False, default=""),
-    sa.Column("ref", sa.String(600), nullable=False, default=""),
-    sa.Column("detail", sa.Text, nullable=False, default=""),
-    sa.Column("notified", sa.Boolean, nullable=False, default=False),
-    sa.UniqueConstraint("kind", "calendar", "ref", name="uq_report"),
-)
-
-audit = sa.Table(
-    "audit", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.String(40), nullable=False),
-    sa.Column("sequence_id", sa.String(40)),
-    sa.Column("step_id", sa.String(48)),
-    sa.Column("event", sa.String(40), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False, default=""),
-    sa.Column("client_id", sa.String(300)),   # schema 4: what the therapist did for a client
-)
-
-
-def ts(value: datetime | None) -> str | None:
-    """A sortable UTC text form of an aware datetime."""
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def dt(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
 
 class Store:
@@ -275,26 +166,3 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _add_column(table: str, column: str, ddl: str) -> Any:
-    def upgrade(conn: Connection) -> None:
-        names = {c["name"] for c in sa.inspect(conn).get_columns(table)}
-        if column not in names:
-            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
-    return upgrade
-
-
-def _booked_at(conn: Connection) -> None:
-    """Schema 3: each session's ``booked_at`` is when its event (UID) was first seen on its
-    calendar; sessions of events already there at the calendar's first read get NULL."""
-    _add_column("sessions", "booked_at", "VARCHAR(40)")(conn)
-    conn.exec_driver_sql(
-        "UPDATE sessions SET booked_at = (SELECT MIN(s2.first_seen_at) FROM sessions s2 "
-        "WHERE s2.calendar = sessions.calendar AND s2.uid = sessions.uid)")
-    conn.exec_driver_sql(
-        "UPDATE sessions SET booked_at = NULL WHERE booked_at IS NULL OR booked_at <= "
-        "(SELECT c.first_seen_at FROM calendars c WHERE c.name = sessions.calendar)")
-
-
-# version → function(conn) that brings the previous version up to it
-UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT"), 3: _booked_at,
-                            4: _add_column("audit", "client_id", "VARCHAR(300)")}

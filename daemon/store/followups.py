@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from daemon.model import OPEN_STATES, PlannedStep, Trigger
 from daemon.rules import Missed
-from daemon.store.db import client_flags, dt, sequences, steps, ts
+from daemon.store.tables import client_flags, dt, sequences, steps, ts
 
 JOINED = [*steps.c, sequences.c.calendar, sequences.c.session_key, sequences.c.session_start,
           sequences.c.trigger, sequences.c.client_id, sequences.c.client_name, sequences.c.client_email,
@@ -242,7 +242,7 @@ def sent_since(conn: Connection, client_id: str, channel: str, since: datetime) 
 
 def purge_closed(conn: Connection, before: datetime) -> int:
     """Delete sequences closed before ``before`` with their steps and audit rows."""
-    from daemon.store.db import audit
+    from daemon.store.tables import audit
 
     ids = [r[0] for r in conn.execute(sa.select(sequences.c.id).where(
         sequences.c.closed_at.is_not(None), sequences.c.closed_at < ts(before))).all()]

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from daemon import rules
 from daemon.model import SessionRow
 from daemon.rules import Missed
-from daemon.store.db import dt, sessions, ts
+from daemon.store.tables import dt, sessions, ts
 
 
 def _from_db(r: Any) -> SessionRow:

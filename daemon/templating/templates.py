@@ -21,14 +21,16 @@ from babel.dates import format_date, format_datetime, format_time, match_skeleto
 
 from daemon.errors import TemplateError
 from daemon.model import Client
-from daemon.templating.sandbox import (
+from daemon.templating.allowlist import (
     ALLOWED,
     CALL_TASK_ONLY,
+    check_source,
+    client_facing_problems,
+)
+from daemon.templating.sandbox import (
     MAX_OUTPUT,
     MAX_SECONDS,
     SandboxEnv,
-    check_source,
-    client_facing_problems,
     environment,
     sandboxed_render,
 )
