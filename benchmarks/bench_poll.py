@@ -54,7 +54,8 @@ from connectors.calendars.base import Window
 from daemon import config as config_mod
 from daemon.clock import FixedClock
 from daemon.engine import detect
-from daemon.engine.cycle import Engine, PollResult
+from daemon.engine.cycle import Engine
+from daemon.engine.health import PollResult
 from daemon.store import sessions as session_store
 from daemon.store.tables import sequences, sessions
 

@@ -8,12 +8,13 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from email import message_from_bytes
 
 import pytest
 
 from daemon.clock import FixedClock
-from daemon.service import run as service_mod
+from daemon.service import jobs as service_jobs
 from daemon.service.run import Service
 from tests.conftest import local, make_practice
 from tests.fakes.smtp import serve, use_smtp
@@ -49,7 +50,7 @@ def gate():
 @pytest.mark.real_timers
 def test_stop_during_send_leaves_no_half_written_step(tmp_path, gate, monkeypatch, capsys):
     port, handler = gate
-    monkeypatch.setattr(service_mod, "FIRST_DISPATCH_DELAY", service_mod.timedelta(0))
+    monkeypatch.setattr(service_jobs, "FIRST_DISPATCH_DELAY", timedelta(0))
     p = make_practice(tmp_path / "p")
     use_smtp(p, port, timeout=20)
     rows = ["name,aliases,email,phone,preferred_channel,do_not_contact"]

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from daemon import config as config_mod
-from daemon.engine.cycle import store_url
+from daemon.engine.places import store_url
 from daemon.errors import UserError
 from daemon.store.db import Store
 from daemon.store.tables import SCHEMA_VERSION

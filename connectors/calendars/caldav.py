@@ -18,23 +18,30 @@ reported as a warning, so a typo never looks like a cancellation.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from connectors.calendars.base import CalendarSource, FetchResult, Occurrence, Window
+from connectors.calendars.caldav_sync import (
+    SECRET,
+    damaged_object,
+    emulated_token,
+    failure_reason,
+    href_of,
+    poll_day,
+    state_entry,
+    sync_state,
+    tombstones_for,
+)
 from connectors.calendars.ics import IcsSource
 from daemon.config.fields import option
 from daemon.errors import SecretMissing, SourceError
 
 log = logging.getLogger(__name__)
-SECRET = "caldav_password"
 MULTIGET_CHUNK = 200
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-TIME_PROPS = frozenset({"DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"})
 
 
 @dataclass
@@ -113,18 +120,18 @@ class CaldavSource(CalendarSource):
         except Exception as exc:  # the library and its HTTP stack raise many kinds
             self.close()
             log.debug("calendar %s: %s", self.name, type(exc).__name__, exc_info=True)
-            raise self._error(_reason(exc)) from None
+            raise self._error(failure_reason(exc)) from None
 
     def _fetch(self, window: Window, state: dict[str, Any]) -> FetchResult:
         cal = self._calendar()
-        token, day = state.get("sync_token"), _day(window)
+        token, day = state.get("sync_token"), poll_day(window)
         known: dict[str, Any] = state.get("objects") or {}
         if token and state.get("window_day") == day:
             listing = cal.get_objects_by_sync_token(token, load_objects=False)
             _complete_listing(self, listing)
             if not len(listing) and not listing.deleted_urls:
                 return FetchResult(None, {**state, "sync_token": listing.sync_token})
-            if not _emulated(listing.sync_token):
+            if not emulated_token(listing.sync_token):
                 return self._delta(cal, listing, window, known, day)
         else:
             listing = cal.get_objects_by_sync_token(None, load_objects=False)
@@ -137,25 +144,25 @@ class CaldavSource(CalendarSource):
         objects = dict(known)
         out: list[Occurrence] = []
         warnings: list[str] = []
-        gone = {_href(u) for u in listing.deleted_urls}
-        loaded = self._load(cal, [o for o in listing if _href(o.url) not in gone])
+        gone = {href_of(u) for u in listing.deleted_urls}
+        loaded = self._load(cal, [o for o in listing if href_of(o.url) not in gone])
         gone |= {h for h, (_, data) in loaded.items() if data is None}
         for href in gone:
             old = objects.pop(href, None)
             if old:
-                out.extend(_tombstones(old, set(), window, deleted=True))
+                out.extend(tombstones_for(old, set(), window, deleted=True))
         for href, (etag, data) in loaded.items():
             if data is None:
                 continue
             occs = self._parse(href, data, window, warnings)
             if occs is None:
                 continue
-            entry = _entry(etag, occs)
+            entry = state_entry(etag, occs)
             if href in objects:
-                out.extend(_tombstones(objects[href], set(entry["keys"]), window, deleted=False))
+                out.extend(tombstones_for(objects[href], set(entry["keys"]), window, deleted=False))
             objects[href] = entry
             out.extend(occs)
-        return FetchResult(out, _state(listing, day, objects), complete=False, warnings=warnings)
+        return FetchResult(out, sync_state(listing, day, objects), complete=False, warnings=warnings)
 
     def _full(self, cal: Any, listing: Any, window: Window, known: dict[str, Any],
               day: str) -> FetchResult:
@@ -171,13 +178,13 @@ class CaldavSource(CalendarSource):
                 if data is not None and href in known:
                     objects[href], kept = known[href], True
                 continue
-            objects[href] = _entry(etag, occs)
+            objects[href] = state_entry(etag, occs)
             occurrences.extend(occs)
-        new_state = _state(listing, day, objects)
+        new_state = sync_state(listing, day, objects)
         if not kept:
             return FetchResult(occurrences, new_state, complete=True, warnings=warnings)
         tombs = [t for href, old in known.items() if objects.get(href) is not old
-                 for t in _tombstones(old, set(objects.get(href, {}).get("keys", {})), window,
+                 for t in tombstones_for(old, set(objects.get(href, {}).get("keys", {})), window,
                                       deleted=href not in objects)]
         return FetchResult(occurrences + tombs, new_state, complete=False, warnings=warnings)
 
@@ -187,18 +194,18 @@ class CaldavSource(CalendarSource):
         missing = []
         for obj in objs:
             if obj.raw_data:
-                out[_href(obj.url)] = (obj.etag or "", obj.raw_data)
+                out[href_of(obj.url)] = (obj.etag or "", obj.raw_data)
             else:
                 missing.append(obj)
         for i in range(0, len(missing), MULTIGET_CHUNK):
             chunk = missing[i:i + MULTIGET_CHUNK]
-            got = {_href(o.url): o for o in cal.multiget([o.url for o in chunk])}
+            got = {href_of(o.url): o for o in cal.multiget([o.url for o in chunk])}
             for obj in chunk:
-                found = got.get(_href(obj.url))
+                found = got.get(href_of(obj.url))
                 if found is not None and found.raw_data:
-                    out[_href(obj.url)] = (found.etag or obj.etag or "", found.raw_data)
+                    out[href_of(obj.url)] = (found.etag or obj.etag or "", found.raw_data)
                 else:
-                    out[_href(obj.url)] = self._load_one(obj)
+                    out[href_of(obj.url)] = self._load_one(obj)
         return out
 
     def _load_one(self, obj: Any) -> tuple[str, bytes | None]:
@@ -217,7 +224,7 @@ class CaldavSource(CalendarSource):
     def _parse(self, href: str, data: bytes, window: Window, warnings: list[str]) -> list[Occurrence] | None:
         """The object's occurrences in the window, or None (with a warning) when it cannot be read."""
         try:
-            if _damaged(data):
+            if damaged_object(data):
                 raise self._error("damaged time properties")
             occs, notes = IcsSource(self.name, self.source, None, self.context, self.timeout).parse(data, window)
         except SourceError:
@@ -227,83 +234,8 @@ class CaldavSource(CalendarSource):
         return occs
 
 
-def _damaged(data: bytes) -> bool:
-    """A VEVENT whose times cannot be read: the parser would silently skip it (skip_bad_series)."""
-    import icalendar
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            calendars = icalendar.Calendar.from_ical(data.decode("utf-8", errors="replace"), multiple=True)
-    except Exception:  # the parser proper reports this one
-        return False
-    return any(name.upper() in TIME_PROPS for cal in calendars for ev in cal.walk("VEVENT")
-               for name, _ in getattr(ev, "errors", ()))
-
-
 def _complete_listing(source: CaldavSource, listing: Any) -> None:
     if getattr(listing, "truncated", False):
         raise source._error("the server truncated the list of changes; will retry")
 
 
-def _emulated(token: Any) -> bool:
-    """The library's ETag-hash token for servers without sync-collection: a full listing."""
-    return isinstance(token, str) and token.startswith("fake-")
-
-
-def _href(url: Any) -> str:
-    return unquote(urlsplit(str(url)).path)
-
-
-def _day(window: Window) -> str:
-    return window.start.date().isoformat()
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _entry(etag: str, occs: list[Occurrence]) -> dict[str, Any]:
-    return {"etag": etag, "uids": sorted({o.uid for o in occs}),
-            "keys": {o.key: _utc(o.start) for o in occs if o.start is not None}}
-
-
-def _state(listing: Any, day: str, objects: dict[str, Any]) -> dict[str, Any]:
-    return {"sync_token": str(listing.sync_token or ""), "window_day": day, "objects": objects}
-
-
-def _tombstones(old: dict[str, Any], keep: set[str], window: Window, *, deleted: bool) -> list[Occurrence]:
-    """Tombstones for an object's old keys that are gone and started inside the window."""
-    out = []
-    uids = old.get("uids") or []
-    for key, start in (old.get("keys") or {}).items():
-        when = datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        if key in keep or not window.start <= when < window.end:
-            continue
-        uid = next((u for u in uids if key == u or key.startswith(u + "@")), key)
-        out.append(Occurrence(key=key, uid=uid, tombstone=True, deleted=deleted))
-    return out
-
-
-def _reason(exc: Exception) -> str:
-    """A reason free of server text: the failure's kind and HTTP status."""
-    from caldav.lib import error
-
-    status = getattr(exc, "status", None)
-    code = f"HTTP {status}: " if status else ""
-    if isinstance(exc, error.AuthorizationError):
-        return f"{code}unauthorized or forbidden: check username and the secret '{SECRET}'"
-    if isinstance(exc, error.NotFoundError):
-        return f"{code}not found: was the calendar deleted or its URL changed?"
-    if isinstance(exc, error.RateLimitError):
-        return f"{code}rate limited by the server; will retry"
-    if isinstance(exc, error.DAVError):
-        return f"{code}the server refused the request ({type(exc).__name__})"
-    name = type(exc).__name__
-    if "Timeout" in name:
-        return f"timed out ({name})"
-    if "Connection" in name or isinstance(exc, OSError):
-        return f"cannot connect ({name})"
-    if "SSL" in name or "Certificate" in name:
-        return f"TLS failure ({name}); see verify_tls / ca_file"
-    return f"unexpected failure ({name})"

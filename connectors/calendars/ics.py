@@ -24,11 +24,20 @@ import requests
 
 from connectors import http
 from connectors.calendars.base import (
-    Attendee,
     CalendarSource,
     FetchResult,
     Occurrence,
     Window,
+)
+from connectors.calendars.ics_values import (
+    attendees_of,
+    aware_time,
+    category_words,
+    damaged_uids,
+    mail_address,
+    plain_text,
+    recurring_uids,
+    split_by_uid,
 )
 from daemon.errors import SourceError
 
@@ -146,17 +155,17 @@ class IcsSource(CalendarSource):
         Events whose times cannot be read are set aside (their UIDs in ``unreadable``):
         the recurrence library would silently drop them and they would look cancelled.
         """
-        damaged = _damaged_uids(cal)
+        damaged = damaged_uids(cal)
         if damaged:
             cal.subcomponents = [c for c in cal.subcomponents
                                  if c.name != "VEVENT" or str(c.get("UID") or "").strip() not in damaged]
             unreadable.update(damaged)
             warnings.append(f"{len(damaged)} event(s) with unreadable times kept as they were")
-        recurring = _recurring_uids(cal)
+        recurring = recurring_uids(cal)
         try:
             return self._expand_all(cal, window, where, recurring)
         except SourceError as whole:
-            groups = _split_by_uid(cal)
+            groups = split_by_uid(cal)
             if len(groups) <= 1:
                 raise
             out: list[Occurrence] = []
@@ -194,8 +203,8 @@ class IcsSource(CalendarSource):
             return None
         start_value = getattr(raw_start, "dt", raw_start)
         all_day = isinstance(start_value, date) and not isinstance(start_value, datetime)
-        start = _aware(raw_start, tz)
-        end = _aware(c.get("DTEND"), tz)
+        start = aware_time(raw_start, tz)
+        end = aware_time(c.get("DTEND"), tz)
         if end is None and c.get("DURATION") is not None and start is not None:
             try:
                 end = start + c.decoded("DURATION")
@@ -209,15 +218,15 @@ class IcsSource(CalendarSource):
             f"{start.isoformat()}|{c.get('SUMMARY', '')}".encode()).hexdigest()[:16]
         key = uid
         if uid in recurring:
-            rid = _aware(c.get("RECURRENCE-ID"), tz) or start
+            rid = aware_time(c.get("RECURRENCE-ID"), tz) or start
             key = f"{uid}@{rid.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
         return Occurrence(
             key=key, uid=uid, start=start, end=end, all_day=all_day,
             status=str(c.get("STATUS") or "CONFIRMED").strip().lower(),
-            summary=_text(c.get("SUMMARY")), description=_text(c.get("DESCRIPTION")),
-            categories=_categories(c.get("CATEGORIES")),
-            attendees=_attendees(c.get("ATTENDEE"), organizer=_address(c.get("ORGANIZER"))),
-            color=_text(c.get("COLOR")) or None, last_modified=_aware(c.get("LAST-MODIFIED"), tz),
+            summary=plain_text(c.get("SUMMARY")), description=plain_text(c.get("DESCRIPTION")),
+            categories=category_words(c.get("CATEGORIES")),
+            attendees=attendees_of(c.get("ATTENDEE"), organizer=mail_address(c.get("ORGANIZER"))),
+            color=plain_text(c.get("COLOR")) or None, last_modified=aware_time(c.get("LAST-MODIFIED"), tz),
         )
 
 
@@ -245,104 +254,3 @@ def _short(exc: Exception) -> str:
     return f"{type(exc).__name__} (the file is not valid iCalendar)"
 
 
-def _split_by_uid(cal: Any) -> list[Any]:
-    """One calendar per UID, each with the calendar's time zones."""
-    zones = [c for c in cal.subcomponents if c.name == "VTIMEZONE"]
-    groups: dict[str, list[Any]] = {}
-    for c in cal.subcomponents:
-        if c.name == "VEVENT":
-            groups.setdefault(str(c.get("UID") or id(c)), []).append(c)
-    out = []
-    for members in groups.values():
-        part = icalendar.Calendar()
-        for k, v in cal.items():
-            part[k] = v
-        part.subcomponents = zones + members
-        out.append(part)
-    return out
-
-
-TIME_PROPS = {"DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"}
-
-
-def _damaged_uids(cal: Any) -> set[str]:
-    """UIDs of events without a readable start or recurrence (icalendar keeps them as vBroken)."""
-    out = set()
-    for c in cal.walk("VEVENT"):
-        broken = any(str(name).upper() in TIME_PROPS for name, _ in getattr(c, "errors", ()) or ())
-        if broken or c.get("DTSTART") is None or _runaway(c.get("RRULE")):
-            out.add(str(c.get("UID") or "").strip())
-    return out
-
-
-def _runaway(rrule: Any) -> bool:
-    """A rule recurring more often than hourly: never a therapy session, and unbounded to expand."""
-    if rrule is None:
-        return False
-    rules = rrule if isinstance(rrule, list) else [rrule]
-    return any(str(f).upper() in ("SECONDLY", "MINUTELY") for r in rules for f in (r.get("FREQ") or []))
-
-
-def _recurring_uids(cal: Any) -> set[str]:
-    uids: set[str] = set()
-    for c in cal.walk("VEVENT"):
-        if c.get("RRULE") is not None or c.get("RDATE") is not None or c.get("RECURRENCE-ID") is not None:
-            uids.add(str(c.get("UID") or "").strip())
-    return uids
-
-
-def _aware(prop: Any, tz: Any) -> datetime | None:
-    """A timezone-aware datetime from a DTSTART-like property (dates at local midnight)."""
-    if prop is None:
-        return None
-    value = getattr(prop, "dt", prop)
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None and value.utcoffset() is not None else value.replace(tzinfo=tz)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=tz)
-    return None
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return " ".join(_text(v) for v in value)
-    return str(value)
-
-
-def _categories(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = value if isinstance(value, list) else [value]
-    out: list[str] = []
-    for item in items:
-        cats = getattr(item, "cats", None)
-        if cats is not None:
-            out.extend(str(c) for c in cats)
-        else:
-            out.extend(s.strip() for s in str(item).split(",") if s.strip())
-    return tuple(out)
-
-
-def _address(value: Any) -> str:
-    if value is None:
-        return ""
-    address = str(value[0] if isinstance(value, list) and value else value).strip()
-    return (address[7:] if address.lower().startswith("mailto:") else address).strip().lower()
-
-
-def _attendees(value: Any, organizer: str = "") -> tuple[Attendee, ...]:
-    """Attendees other than the organizer (the therapist's own calendar account)."""
-    if value is None:
-        return ()
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for a in items:
-        address = _address(a)
-        if not address or address == organizer:
-            continue
-        params = getattr(a, "params", {}) or {}
-        out.append(Attendee(email=address, name=str(params.get("CN", "")).strip(),
-                            partstat=str(params.get("PARTSTAT", "NEEDS-ACTION")).upper()))
-    return tuple(out)

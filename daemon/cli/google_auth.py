@@ -146,7 +146,7 @@ def _code_from(answer: str, state: str) -> str:
 
 
 def _state_dir(config: Any) -> Path:
-    from daemon.engine.cycle import state_dir
+    from daemon.engine.places import state_dir
 
     return state_dir(config)
 

@@ -14,9 +14,8 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +30,8 @@ from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
 from daemon.engine import detect
 from daemon.engine.context import CycleContext
+from daemon.engine.health import CycleReport, Health, PollResult
+from daemon.engine.places import state_dir, store_url
 from daemon.errors import SourceError, UserError
 from daemon.model import Client, Trigger
 from daemon.store import sessions as session_store
@@ -40,55 +41,6 @@ from daemon.store.tables import calendars, steps, ts
 from daemon.templating.templates import Templates
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PollResult:
-    calendar: str
-    ok: bool
-    error: str = ""
-    triggers: int = 0
-    degraded: str = ""
-
-
-@dataclass
-class CycleReport:
-    polls: list[PollResult] = field(default_factory=list)
-    dispatched: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> list[PollResult]:
-        return [p for p in self.polls if not p.ok]
-
-
-@dataclass
-class Health:
-    ok: bool
-    calendars: int
-    due: int
-    degraded: list[str]
-    uncertain: int
-    failed: int
-
-    @property
-    def summary(self) -> str:
-        parts = [f"{self.calendars} calendar(s) watched", f"{self.due} step(s) due"]
-        if self.degraded:
-            parts.append(f"{len(self.degraded)} degraded")
-        if self.uncertain:
-            parts.append(f"{self.uncertain} uncertain")
-        return ", ".join(parts)
-
-
-def store_url(config: Config) -> str:
-    if config.store.url:
-        url = config.store.url
-        return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
-    return "sqlite:///" + str(config.resolve(config.store.path))
-
-
-def state_dir(config: Config) -> Path:
-    return Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or config.resolve(config.store.path).parent)
 
 
 class Engine:

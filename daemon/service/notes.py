@@ -32,7 +32,7 @@ def polled_ahead(engine: Any) -> list[str]:
 
 def startup_notes(config: Config, engine: Any) -> list[str]:
     """What a newcomer wants to know at start: what runs, where state and messages go, how to stop."""
-    from daemon.engine.cycle import state_dir
+    from daemon.engine.places import state_dir
 
     where = config.store.url and engine.store.safe_url or str(config.resolve(config.store.path))
     lines = [f"watching {len(config.calendars)} calendar(s): "

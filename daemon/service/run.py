@@ -18,32 +18,26 @@ import logging
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon import config as config_module
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config, libraries
-from daemon.errors import ConfigError, UserError
+from daemon.errors import ConfigError
 from daemon.service import sdnotify
+from daemon.service.jobs import build_scheduler
 from daemon.service.notes import startup_notes
+from daemon.service.problems import frames, log_problems, log_rejected
 
 log = logging.getLogger(__name__)
 
-DISPATCH_EVERY = timedelta(seconds=60)
 DEFAULT_TICK = 5.0
 STUCK_AFTER = 15 * 60.0  # a job running longer than this withholds the watchdog ping
-FIRST_DISPATCH_DELAY = timedelta(seconds=5)  # let the first polls go first
 
 
 class Service:
@@ -94,7 +88,7 @@ class Service:
                 check()
             if self.engine is None and not self._greeting:   # before the first poll changes the store
                 self._greeting = startup_notes(config, engine)
-            scheduler = self._build_scheduler(config, engine)
+            scheduler = build_scheduler(config, engine, self._job)
             scheduler.start()
         except BaseException:
             engine.close()
@@ -131,14 +125,14 @@ class Service:
         try:
             new = config_module.load(self.config_path)
         except ConfigError as exc:
-            _log_rejected(exc)
+            log_rejected(exc)
             sdnotify.notify(ready=True, status="reload rejected: " + self._summary())
             return False
         problem = self._probe(new)
         if problem is not None:
             log.error("reload rejected, the running configuration stays in force: the new one "
                       "cannot start (%s)", type(problem).__name__)
-            _log_problems(problem)
+            log_problems(problem)
             sdnotify.notify(ready=True, status="reload rejected: " + self._summary())
             return False
         with self._lock:
@@ -179,7 +173,7 @@ class Service:
                 raise
             log.error("new configuration could not start (%s); keeping the previous one",
                       type(exc).__name__)
-            _log_problems(exc)
+            log_problems(exc)
             self._activate(old)
             return False
         log.info("configuration reloaded: %d calendar(s)", len(new.calendars))
@@ -267,29 +261,6 @@ class Service:
         return restore
 
     # -- jobs --------------------------------------------------------------------
-    def _build_scheduler(self, config: Config, engine: Any) -> BackgroundScheduler:
-        """An in-memory scheduler: one poll job per calendar, dispatch, digest."""
-        scheduler = BackgroundScheduler(
-            jobstores={"default": MemoryJobStore()},
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-            timezone=timezone.utc)
-        now = datetime.now(timezone.utc)
-        for calendar in config.calendars:
-            scheduler.add_job(self._job, IntervalTrigger(seconds=_seconds(calendar.poll_every.approx)),
-                              args=(engine.poll, calendar.name), id=f"poll:{calendar.name}",
-                              name="poll", next_run_time=now)
-        scheduler.add_job(self._job, IntervalTrigger(seconds=DISPATCH_EVERY.total_seconds()),
-                          args=(engine.dispatch,), id="dispatch", name="dispatch",
-                          next_run_time=now + FIRST_DISPATCH_DELAY)
-        digest = getattr(engine, "send_digest", None)
-        if config.digest.enabled and digest is not None:
-            hour, minute = (int(part) for part in config.digest.at.split(":"))
-            scheduler.add_job(self._job, CronTrigger(hour=hour, minute=minute,
-                                                     timezone=config.practice.timezone),
-                              args=(digest,), id="digest", name="digest")
-        return scheduler
-
     def _job(self, func: Callable[..., Any], *args: Any) -> None:
         """Run one engine call; a failure is logged (type only) and the next run still comes."""
         self._busy_since = time.monotonic()
@@ -300,7 +271,7 @@ class Service:
             # --debug, the frames, never the message.
             log.error("job %s failed: %s", getattr(func, "__name__", "?"), type(exc).__name__)
             if self.debug:
-                log.debug("traceback (frames only): %s", _frames(exc))
+                log.debug("traceback (frames only): %s", frames(exc))
         finally:
             self._busy_since = None
 
@@ -325,25 +296,3 @@ def _default_tick() -> float:
     return DEFAULT_TICK if interval is None else max(0.5, min(DEFAULT_TICK, interval / 2))
 
 
-def _seconds(delta: timedelta) -> float:
-    return max(1.0, delta.total_seconds())
-
-
-def _frames(exc: BaseException) -> str:
-    """Where ``exc`` came from, file:line per frame, without source text or values."""
-    return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
-                       for f in reversed(traceback.extract_tb(exc.__traceback__)))
-
-
-def _log_rejected(exc: ConfigError) -> None:
-    log.error("reload rejected, the running configuration stays in force: %s",
-              str(exc).splitlines()[0])
-    _log_problems(exc)
-
-
-def _log_problems(exc: Exception) -> None:
-    """A UserError's message and findings (written for the user, as the CLI prints them)."""
-    if isinstance(exc, UserError) and not isinstance(exc, ConfigError):
-        log.error("  %s", str(exc).splitlines()[0])
-    for problem in getattr(exc, "problems", []):
-        log.error("  - %s", problem)

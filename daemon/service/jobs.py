@@ -1,0 +1,47 @@
+"""The service's timers: APScheduler only says "poll this calendar now", "send what is due now"
+and "send the digest now" (reliability notes §1); every job runs through the service's ``job``
+wrapper, one at a time on a single worker thread.  Built anew at each start and reload."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from daemon.config import Config
+
+DISPATCH_EVERY = timedelta(seconds=60)
+FIRST_DISPATCH_DELAY = timedelta(seconds=5)  # let the first polls go first
+
+
+def build_scheduler(config: Config, engine: Any, job: Callable[..., None]) -> BackgroundScheduler:
+    """An in-memory scheduler: one poll job per calendar, dispatch, digest."""
+    scheduler = BackgroundScheduler(
+        jobstores={"default": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        timezone=timezone.utc)
+    now = datetime.now(timezone.utc)
+    for calendar in config.calendars:
+        scheduler.add_job(job, IntervalTrigger(seconds=_seconds(calendar.poll_every.approx)),
+                          args=(engine.poll, calendar.name), id=f"poll:{calendar.name}",
+                          name="poll", next_run_time=now)
+    scheduler.add_job(job, IntervalTrigger(seconds=DISPATCH_EVERY.total_seconds()),
+                      args=(engine.dispatch,), id="dispatch", name="dispatch",
+                      next_run_time=now + FIRST_DISPATCH_DELAY)
+    digest = getattr(engine, "send_digest", None)
+    if config.digest.enabled and digest is not None:
+        hour, minute = (int(part) for part in config.digest.at.split(":"))
+        scheduler.add_job(job, CronTrigger(hour=hour, minute=minute,
+                                                 timezone=config.practice.timezone),
+                          args=(digest,), id="digest", name="digest")
+    return scheduler
+
+
+def _seconds(delta: timedelta) -> float:
+    return max(1.0, delta.total_seconds())
