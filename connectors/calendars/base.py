@@ -2,7 +2,7 @@
 
 A source turns the outside calendar into ``Occurrence`` values inside a time
 window.  It knows nothing about clients, triggers or the store: detection
-happens in ``daemon.detect`` for every source alike.
+happens in ``daemon.engine.detect`` for every source alike.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def _local(value: str | None, tz: Any) -> str | None:
     return moment.astimezone(tz).isoformat() if moment else None
 
 
-HELD = "held: "   # a planned step's reason while a local cause holds it (daemon.dispatch)
+HELD = "held: "   # a planned step's reason while a local cause holds it (daemon.engine.dispatch)
 
 
 def shown_state(state: str, reason: str | None) -> tuple[str, str | None, str]:

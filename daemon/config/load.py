@@ -2,7 +2,7 @@
 
 ``load(path)`` returns a ``Config`` or raises ``ConfigError`` listing each
 problem with its file, line and key.  The sections themselves are declared in
-``daemon.config_schema`` and re-exported here.
+``daemon.config.sections`` (re-exported by ``daemon.config``).
 """
 
 from __future__ import annotations

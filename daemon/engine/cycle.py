@@ -242,7 +242,7 @@ class Engine:
     # -- planning -----------------------------------------------------------------------
     def _plan(self, conn: Any, calendar: str, triggers: list[Trigger], now: datetime) -> int:
         """Review the calendar's open follow-ups, then start one per trigger or record why not
-        (daemon.planning)."""
+        (daemon.engine.planning)."""
         from daemon.engine.planning import after_poll
 
         return after_poll(self.context, conn, calendar, triggers, now)
@@ -274,7 +274,7 @@ class Engine:
 
     # -- the therapist's digest -------------------------------------------------------------
     def send_digest(self) -> bool:
-        """Email the therapist today's digest, at most once a day (see daemon.digest)."""
+        """Email the therapist today's digest, at most once a day (see daemon.engine.digest)."""
         from daemon.engine.digest import send_digest
 
         return send_digest(self.context)

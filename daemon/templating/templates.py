@@ -2,7 +2,7 @@
 
 A template is ``NAME.txt`` (optional first line ``Subject: ...``, then a blank
 line, then the body) and optionally ``NAME.html``.  What a template may contain
-and the limits of a render live in ``daemon.template_sandbox``; every render
+and the limits of a render live in ``daemon.templating.allowlist`` and ``daemon.templating.sandbox``; every render
 validates the text first, so a broken or hostile file is refused, never run.
 """
 
