@@ -82,12 +82,7 @@ def test_broken_file_infers_nothing_and_exits_1(practice, capsys, body):
     assert practice.status(capsys) == []
 
 
-TRUNCATED_BUG = ("bug (connectors/calendars/ics.py): a file without END:VCALENDAR parses as an empty "
-                 "calendar; the breaker holds it as 'no events' instead of a named error for practice.ics")
-
-
-@pytest.mark.parametrize("body", [pytest.param(b, id=k, marks=[pytest.mark.xfail(strict=True, reason=TRUNCATED_BUG)]
-                                               if k == "truncated" else []) for k, b in BROKEN.items()])
+@pytest.mark.parametrize("body", BROKEN.values(), ids=BROKEN.keys())
 def test_broken_file_is_named_in_the_error(practice, capsys, body):
     practice.calendar([team(), *ten_sessions()])
     practice.once(local(2026, 11, 2, 8))
@@ -221,3 +216,34 @@ def test_all_day_and_recurring_keys():
     weekly = _parse(_vevent("", "DTSTART;TZID=America/New_York:20261103T100000",
                             "DTEND;TZID=America/New_York:20261103T105000", "RRULE:FREQ=WEEKLY;COUNT=3"))
     assert [o.key for o in weekly] == ["u1@20261103T150000Z", "u1@20261110T150000Z", "u1@20261117T150000Z"]
+
+
+def test_a_series_whose_rule_became_unexpandable_is_not_cancelled(practice, capsys):
+    """An RRULE the recurrence library cannot expand is a damaged event: kept, never a cancellation."""
+    weekly = Ev("w1", local(2026, 11, 4, 10), local(2026, 11, 4, 10, 50), "Rosa Lind", rrule="FREQ=WEEKLY")
+    practice.calendar([team(), weekly, *ten_sessions()])
+    assert practice.once(local(2026, 11, 2, 8)) == 0
+    weekly.rrule = "FREQ=WEEKLY;UNTL=20270101T000000Z"          # misspelt UNTIL: the series is skipped
+    practice.calendar([team(), weekly, *ten_sessions()])
+    practice.once(local(2026, 11, 3, 8))
+    assert practice.status(capsys) == []
+
+
+def test_one_damaged_event_without_uid_keeps_the_readable_ones() -> None:
+    body = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
+            "BEGIN:VEVENT\r\nSUMMARY:Jane Doe\r\nDTSTART:20261110T150000Z\r\nDTEND:20261110T155000Z\r\nEND:VEVENT\r\n"
+            "BEGIN:VEVENT\r\nSUMMARY:broken\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n").encode()
+    ctx = SourceContext(base_dir=Path("."), timezone=ZoneInfo("America/New_York"),
+                        clock=FixedClock(local(2026, 11, 2)), secret=lambda n: "", state_dir=Path("."))
+    window = Window(datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc))
+    occurrences, _, unreadable = IcsSource("main", "x.ics", None, ctx).parse_full(body, window)
+    assert [o.summary for o in occurrences] == ["Jane Doe"] and unreadable == {""}
+
+
+def test_a_truncated_feed_is_an_error_not_an_empty_calendar() -> None:
+    ctx = SourceContext(base_dir=Path("."), timezone=ZoneInfo("America/New_York"),
+                        clock=FixedClock(local(2026, 11, 2)), secret=lambda n: "", state_dir=Path("."))
+    window = Window(datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc))
+    whole = calendar([*ten_sessions()]).encode()
+    with pytest.raises(SourceError, match="truncated"):
+        IcsSource("main", "x.ics", None, ctx).parse_full(whole[: len(whole) // 2], window)

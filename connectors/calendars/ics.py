@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import warnings as warnings_module
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
@@ -33,7 +34,7 @@ from connectors.calendars.ics_values import (
     attendees_of,
     aware_time,
     category_words,
-    damaged_uids,
+    damaged_events,
     mail_address,
     plain_text,
     recurring_uids,
@@ -135,6 +136,9 @@ class IcsSource(CalendarSource):
         if not text[:15].upper().startswith("BEGIN:VCALENDAR"):
             looks = "an HTML page (a login or error page?)" if text[:1] == "<" else "not iCalendar data"
             raise SourceError(self.name, where, f"not a calendar: {looks}")
+        if not _ends_every_calendar(text):
+            # A cut-off download: reading what is there would make the rest look deleted.
+            raise SourceError(self.name, where, "truncated: no END:VCALENDAR at the end (a partial download?)")
         try:
             with _quiet():
                 calendars = icalendar.Calendar.from_ical(text, multiple=True)
@@ -155,15 +159,20 @@ class IcsSource(CalendarSource):
         Events whose times cannot be read are set aside (their UIDs in ``unreadable``):
         the recurrence library would silently drop them and they would look cancelled.
         """
-        damaged = damaged_uids(cal)
+        damaged = damaged_events(cal)
         if damaged:
+            # By identity: events without a UID share "", and a readable one must stay.
+            gone = {id(c) for c in damaged}
+            uids = {str(c.get("UID") or "").strip() for c in damaged}
             cal.subcomponents = [c for c in cal.subcomponents
-                                 if c.name != "VEVENT" or str(c.get("UID") or "").strip() not in damaged]
-            unreadable.update(damaged)
-            warnings.append(f"{len(damaged)} event(s) with unreadable times kept as they were")
+                                 if c.name != "VEVENT" or (id(c) not in gone and (
+                                     not str(c.get("UID") or "").strip()
+                                     or str(c.get("UID") or "").strip() not in uids))]
+            unreadable.update(uids)
+            warnings.append(f"{len(uids)} event(s) with unreadable times kept as they were")
         recurring = recurring_uids(cal)
         try:
-            return self._expand_all(cal, window, where, recurring)
+            return self._expand_all(cal, window, where, recurring, warnings, unreadable)
         except SourceError as whole:
             groups = split_by_uid(cal)
             if len(groups) <= 1:
@@ -171,7 +180,7 @@ class IcsSource(CalendarSource):
             out: list[Occurrence] = []
             for part in groups:
                 try:
-                    out.extend(self._expand_all(part, window, where, recurring))
+                    out.extend(self._expand_all(part, window, where, recurring, warnings, unreadable))
                 except SourceError as exc:
                     if "more than" in exc.reason:
                         raise
@@ -181,9 +190,15 @@ class IcsSource(CalendarSource):
                 raise whole
             return out
 
-    def _expand_all(self, cal: Any, window: Window, where: str, recurring: set[str]) -> list[Occurrence]:
+    def _expand_all(self, cal: Any, window: Window, where: str, recurring: set[str],
+                    warnings: list[str], unreadable: set[str]) -> list[Occurrence]:
         try:
             query = recurring_ical_events.of(cal, skip_bad_series=True)
+            skipped = _skipped_series(cal, query)
+            if skipped:
+                # A rule the library cannot expand is a damaged event, not a cancelled one.
+                unreadable.update(skipped)
+                warnings.append(f"{len(skipped)} series with a rule that cannot be expanded kept as they were")
             # between() is ~9x faster than walking after() on big exports; runaway rules
             # (more often than hourly) were set aside as damaged, so the result is bounded.
             components = query.between(window.start, window.end)
@@ -228,6 +243,27 @@ class IcsSource(CalendarSource):
             attendees=attendees_of(c.get("ATTENDEE"), organizer=mail_address(c.get("ORGANIZER"))),
             color=plain_text(c.get("COLOR")) or None, last_modified=aware_time(c.get("LAST-MODIFIED"), tz),
         )
+
+
+def _ends_every_calendar(text: str) -> bool:
+    """Whether an END:VCALENDAR line follows the last BEGIN:VCALENDAR (trailing junk is allowed)."""
+    begin = text.upper().rfind("BEGIN:VCALENDAR")
+    return _END_LINE.search(text, begin) is not None
+
+
+_END_LINE = re.compile(r"^END:VCALENDAR", re.IGNORECASE | re.MULTILINE)
+
+
+def _skipped_series(cal: Any, query: Any) -> set[str]:
+    """UIDs ("" when absent) of the events the recurrence library set aside as bad series."""
+    uids = {str(c.get("UID")) for c in cal.walk("VEVENT") if c.get("UID") is not None}
+    kept = {str(s.uid) for s in query.series}
+    skipped = {u.strip() for u in uids - kept}
+    # Events without a UID are one series each, named by an id the library makes up: count them.
+    without = sum(1 for c in cal.walk("VEVENT") if c.get("UID") is None)
+    if without > len(kept - uids):
+        skipped.add("")
+    return skipped
 
 
 @contextmanager

@@ -34,13 +34,16 @@ def split_by_uid(cal: Any) -> list[Any]:
 TIME_PROPS = {"DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"}
 
 
-def damaged_uids(cal: Any) -> set[str]:
-    """UIDs of events without a readable start or recurrence (icalendar keeps them as vBroken)."""
-    out = set()
+def damaged_events(cal: Any) -> list[Any]:
+    """Events without a readable start or recurrence (icalendar keeps them as vBroken).
+
+    Returned as components, not UIDs: several events without a UID share the UID "", and one
+    damaged among them must not set the readable ones aside."""
+    out = []
     for c in cal.walk("VEVENT"):
         broken = any(str(name).upper() in TIME_PROPS for name, _ in getattr(c, "errors", ()) or ())
         if broken or c.get("DTSTART") is None or runaway_rule(c.get("RRULE")):
-            out.add(str(c.get("UID") or "").strip())
+            out.append(c)
     return out
 
 
