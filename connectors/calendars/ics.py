@@ -40,6 +40,7 @@ from connectors.calendars.ics_values import (
     recurring_uids,
     split_by_uid,
 )
+from connectors.calendars.ics_split import without_distant_events
 from daemon.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,11 @@ class IcsSource(CalendarSource):
         occurrences, warnings, _ = self.parse_full(body, window)
         return occurrences, warnings
 
-    def parse_full(self, body: bytes, window: Window) -> tuple[list[Occurrence], list[str], set[str]]:
-        """Occurrences, warnings, and the UIDs of events too damaged to read; raises SourceError."""
+    def parse_full(self, body: bytes, window: Window, *, skip_distant: bool = True
+                   ) -> tuple[list[Occurrence], list[str], set[str]]:
+        """Occurrences, warnings, and the UIDs of events too damaged to read; raises SourceError.
+
+        ``skip_distant`` sets aside, unparsed, one-off events that cannot reach the window."""
         where = self.display_source if self.is_url else str(self.path())
         if len(body) > MAX_BYTES:
             raise SourceError(self.name, where, f"larger than {MAX_BYTES // 2**20} MiB")
@@ -139,6 +143,8 @@ class IcsSource(CalendarSource):
         if not _ends_every_calendar(text):
             # A cut-off download: reading what is there would make the rest look deleted.
             raise SourceError(self.name, where, "truncated: no END:VCALENDAR at the end (a partial download?)")
+        if skip_distant:
+            text = without_distant_events(text, window)    # history icalendar need not read
         try:
             with _quiet():
                 calendars = icalendar.Calendar.from_ical(text, multiple=True)
