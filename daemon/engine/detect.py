@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from connectors.calendars.base import Occurrence, Window
 from daemon.clients import Directory
@@ -38,6 +39,7 @@ class Context:
     therapist_email: str
     unreadable: frozenset[str] = frozenset()   # UIDs present but damaged: kept as they were
     events: dict[str, datetime | None] = field(default_factory=dict)   # UID → booked_at (set by reconcile)
+    identities: dict[Any, Any] = field(default_factory=dict)   # (title, attendees) → client, once per reconcile
 
 
 @dataclass

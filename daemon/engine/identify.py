@@ -87,7 +87,7 @@ def classify(occ: Occurrence, ctx: Context) -> Classified | None:
     """A session if timed and with an identifiable (or ambiguous) client, else None."""
     if occ.tombstone or occ.all_day or occ.start is None:
         return None
-    client, ambiguous = identify(occ, ctx.directory, ctx.therapist_email)
+    client, ambiguous = _identified(occ, ctx)
     if client is None and not ambiguous:
         return None
     rules = ctx.rules
@@ -99,6 +99,15 @@ def classify(occ: Occurrence, ctx: Context) -> Classified | None:
     prefixed = any(occ.summary.strip().lower().startswith(p.lower()) for p in rules.cancelled_prefixes)
     cancelled = occ.status == "cancelled" or declined or prefixed
     return Classified(occ, client, ambiguous, cancelled, no_show, reached)
+
+
+def _identified(occ: Occurrence, ctx: Context) -> tuple[Client | None, str]:
+    """:func:`identify`, once per distinct (title, attendees) in one reconcile, not per occurrence."""
+    pair = (id(ctx.directory), ctx.therapist_email, occ.summary, tuple((a.email, a.name) for a in occ.attendees))
+    known = ctx.identities.get(pair)
+    if known is None:
+        known = ctx.identities[pair] = identify(occ, ctx.directory, ctx.therapist_email)
+    return known
 
 
 def _declined(occ: Occurrence, client: Client | None, therapist_email: str) -> bool:
