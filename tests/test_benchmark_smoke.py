@@ -62,3 +62,11 @@ def test_benchmark_runs_and_exits_zero(tmp_path: Path) -> None:
         assert row in out, out
     assert "1 follow-up started" in out, out
     assert not list(tmp_path.iterdir())  # the script's temp folder (under TMPDIR) is gone
+
+
+def test_distant_event_benchmark_runs(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_distant.py"), "--events", "300", "--repeat", "1"],
+                          check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "distant one-offs skipped" in proc.stdout
