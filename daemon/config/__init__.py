@@ -19,9 +19,10 @@ from daemon.config.sections import (
     PhoneCommon,
     Practice,
     Retention,
+    Safety,
     StepSpec,
     Store,
     Templates,
 )
 
-__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Templates", "Config"]
+__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Safety", "Templates", "Config"]

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.channels.base import Channel
-from daemon.engine import messages, planning
+from daemon.engine import messages, patterns, planning
 from daemon.engine.context import CycleContext
 from daemon.engine.recheck import HOLD, Recheck
 from daemon.errors import ChannelError, TemplateError
@@ -102,9 +102,11 @@ class Dispatcher:
             if reason:
                 self._skip(conn, step, reason, now)
                 return
+            notes = [patterns.note(conn, self.config, step)] if channel.medium == "call-task" else []
         message, unbuildable = None, ""
         try:
-            message = messages.build(step, client, channel, self.config, self.ctx.templates)
+            message = messages.build(step, client, channel, self.config, self.ctx.templates,
+                                     notes=[n for n in notes if n])
         except TemplateError as exc:
             self._template_problem(step, exc, now)
             return
@@ -205,6 +207,7 @@ class Dispatcher:
             followups.close_if_done(conn, step["sequence_id"], now)
             self.store.audit(conn, now, state, sequence_id=step["sequence_id"], step_id=step["id"],
                              detail=f"{step['channel']}" + (f": {reason[:500]}" if reason else ""))
+            planning.note_invitation(self.ctx, conn, step["sequence_id"], now)
             if state in ("failed", "uncertain"):
                 self.store.report(conn, now, state, step["calendar"], step["id"], (reason or "")[:500])
         level = logging.INFO if state == "sent" else logging.WARNING
