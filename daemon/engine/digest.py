@@ -5,7 +5,10 @@ what was sent since the last digest, what failed or is uncertain and why (the
 reason recorded in the store, never a message body), ambiguous client matches,
 calendars that are degraded, and clients who missed twice or more in 60 days
 (all of them in the first digest, later only on a day one of them missed again,
-so the list does not repeat daily).
+so the list does not repeat daily); held bursts and safety follow-ups waiting for an
+outcome; patterns worth talking about together; and follow-ups that ended with the
+invitation to return given (it suggests documenting it: nothing more is ever sent, and
+never a discharge).
 
 Once a day at most: the day is claimed in the ``meta`` table (``digest_last``)
 before the hand-off, like a step, so a crash or a second replica never sends
@@ -25,13 +28,14 @@ import sqlalchemy as sa
 from babel.dates import format_date, format_time
 
 from connectors.channels.base import Message
+from daemon.engine import bursts, patterns, safety
 from daemon.engine.context import CycleContext
 from daemon.engine.messages import message_id
 from daemon.engine.planning import rebooked
 from daemon.errors import ChannelError
 from daemon.rules import is_a_miss
 from daemon.store import followups
-from daemon.store.tables import calendars, dt, meta, reports, sequences, steps, ts
+from daemon.store.tables import audit, calendars, dt, meta, reports, sequences, steps, ts
 
 log = logging.getLogger(__name__)
 KEY = "digest_last"
@@ -50,10 +54,13 @@ class Digest:
     attention: list[str] = field(default_factory=list)
     calendars: list[str] = field(default_factory=list)
     repeats: list[str] = field(default_factory=list)
+    patterns: list[str] = field(default_factory=list)
+    invitations: list[str] = field(default_factory=list)
     report_ids: list[int] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.calls or self.sent or self.attention or self.calendars or self.repeats)
+        return not (self.calls or self.sent or self.attention or self.calendars or self.repeats
+                    or self.patterns or self.invitations)
 
 
 class _Fmt:
@@ -118,9 +125,54 @@ def collect(ctx: CycleContext, now: datetime, *, since: datetime, last: datetime
         if ctx.phone.medium != "sms":
             found.calls = _calls(ctx, conn, now, fmt)
         found.sent = _sent(ctx, conn, now, since, fmt)
+        found.attention += practice_attention(ctx, conn, fmt)
         _reports(ctx, conn, found, fmt)
         found.repeats = _repeats(ctx, conn, now, last)
+        found.patterns = _patterns(ctx, conn, last)
+        found.invitations = _invitations(ctx, conn, since, now, fmt)
     return found
+
+
+def practice_attention(ctx: CycleContext, conn: Any, fmt: _Fmt) -> list[str]:
+    """Held bursts and safety follow-ups still waiting for the therapist's outcome."""
+    out = []
+    held = bursts.held_sequences(conn)
+    if held:
+        names = ", ".join(_client(ctx, r).name for r in held)
+        out.append(f"BURST: {len(held)} clients' cancellations came in at once ({names}); nothing was sent. "
+                   "If they cancelled: welcomeback confirm --all (or one name); if you cancelled them: "
+                   "welcomeback dismiss --all (or one name)")
+    for r in safety.awaiting_outcome(conn):
+        out.append(f"SAFETY: {_client(ctx, r).name} did not come on {fmt.when(r['session_start'])} and has a "
+                   f"safety concern; no outcome recorded yet. Record it: welcomeback reached \"{_client(ctx, r).name}\"")
+    return out
+
+
+def _patterns(ctx: CycleContext, conn: Any, last: datetime | None) -> list[str]:
+    """Follow-ups noticed since the last digest (all open ones in the first) that make a pattern."""
+    rows = conn.execute(sa.select(sequences).where(sequences.c.client_id != "", sequences.c.trigger.in_(
+        patterns.COUNTED)).order_by(sequences.c.detected_at)).mappings().all()
+    out: dict[str, str] = {}
+    for r in rows:
+        if (last is None and r["closed_at"] is None) or (last is not None and r["detected_at"] > (ts(last) or "")):
+            line = patterns.note(conn, ctx.config, r)
+            if line:
+                out[r["client_id"]] = f"{_client(ctx, r).name}: {line}"
+    return sorted(out.values())
+
+
+def _invitations(ctx: CycleContext, conn: Any, since: datetime, now: datetime, fmt: _Fmt) -> list[str]:
+    """Follow-ups that ended with every step sent and no answer: the invitation was given."""
+    rows = conn.execute(sa.select(audit.c.sequence_id, audit.c.at).where(
+        audit.c.event == "invitation_given", audit.c.at > ts(since), audit.c.at <= ts(now))
+        .order_by(audit.c.at)).all()
+    out = []
+    for seq_id, at in rows:
+        s = followups.sequence(conn, seq_id)
+        if s is not None:
+            out.append(f"{_client(ctx, s).name}: the invitation to return was given ({fmt.when(at)}) and "
+                       "welcomeback sends nothing more. You may want to document it in your notes.")
+    return out
 
 
 def _client(ctx: CycleContext, row: Any) -> Any:
@@ -140,9 +192,11 @@ def _calls(ctx: CycleContext, conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
     for r in sorted(rows, key=lambda r: r["due_at"]):
         client = _client(ctx, r)
         late = " (overdue)" if r["due_at"] < ts(start) else ""
-        out.append(f"{client.name}, {client.phone or 'no phone number on file'} - "
+        urgent = "URGENT (safety concern): " if r["template"] == safety.TEMPLATE else ""
+        pattern = patterns.note(conn, ctx.config, r)
+        out.append(f"{urgent}{client.name}, {client.phone or 'no phone number on file'} - "
                    f"{LABELS.get(r['trigger'], r['trigger'])} {fmt.when(r['session_start'])}; "
-                   f"due {fmt.time(r['due_at'])}{late}")
+                   f"due {fmt.time(r['due_at'])}{late}" + (f"; {pattern}" if pattern else ""))
     return out
 
 
@@ -231,7 +285,9 @@ def _text(found: Digest, title: str) -> str:
     parts = [f"Your welcomeback digest for {title}.", ""]
     sections = (("Calls to make today", found.calls), ("Sent since the last digest", found.sent),
                 ("Needs your attention", found.attention), ("Calendars", found.calendars),
-                ("Clients who missed more than once", found.repeats))
+                ("Clients who missed more than once", found.repeats),
+                ("Patterns worth talking about together", found.patterns),
+                ("Invitations given", found.invitations))
     for heading, lines in sections:
         if lines:
             parts += [heading, *(f"  - {line}" for line in lines), ""]

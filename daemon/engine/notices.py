@@ -45,7 +45,7 @@ def send_due(ctx: CycleContext, counts: dict[str, int]) -> dict[str, int]:
     """Send every notice that is due; returns ``counts`` with ``notice`` added."""
     now = ctx.clock.now()
     with ctx.store.transaction() as conn:
-        due = [r["id"] for r in conn.execute(sa.select(notices.c.id).where(
+        due = [r[0] for r in conn.execute(sa.select(notices.c.id).where(
             notices.c.state == "planned", notices.c.due_at <= ts(now)).order_by(notices.c.due_at)).all()]
     for notice_id in due:
         if ctx.stopping.is_set():
