@@ -170,6 +170,8 @@ _TRIGGER_WORDS = {"no_show": "missed (a no-show)", "late_cancel": "cancelled at 
 
 def _medium(config: Config, template: str) -> str | None:
     """How the cadence sends ``template``; None when no step uses it."""
+    if template == "safety_call":       # always a call task for the therapist (daemon.engine.safety)
+        return "call-task"
     for step in config.cadence.steps:
         if step.template == template:
             if step.channel == "email":

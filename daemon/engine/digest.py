@@ -128,7 +128,7 @@ def collect(ctx: CycleContext, now: datetime, *, since: datetime, last: datetime
         found.attention += practice_attention(ctx, conn, fmt)
         _reports(ctx, conn, found, fmt)
         found.repeats = _repeats(ctx, conn, now, last)
-        found.patterns = _patterns(ctx, conn, last)
+        found.patterns = _patterns(ctx, conn, since, now)
         found.invitations = _invitations(ctx, conn, since, now, fmt)
     return found
 
@@ -148,13 +148,13 @@ def practice_attention(ctx: CycleContext, conn: Any, fmt: _Fmt) -> list[str]:
     return out
 
 
-def _patterns(ctx: CycleContext, conn: Any, last: datetime | None) -> list[str]:
-    """Follow-ups noticed since the last digest (all open ones in the first) that make a pattern."""
+def _patterns(ctx: CycleContext, conn: Any, since: datetime, now: datetime) -> list[str]:
+    """Follow-ups still open, or noticed since the last digest, that make a pattern."""
     rows = conn.execute(sa.select(sequences).where(sequences.c.client_id != "", sequences.c.trigger.in_(
         patterns.COUNTED)).order_by(sequences.c.detected_at)).mappings().all()
     out: dict[str, str] = {}
     for r in rows:
-        if (last is None and r["closed_at"] is None) or (last is not None and r["detected_at"] > (ts(last) or "")):
+        if r["closed_at"] is None or (ts(since) or "") < r["detected_at"] <= (ts(now) or ""):
             line = patterns.note(conn, ctx.config, r)
             if line:
                 out[r["client_id"]] = f"{_client(ctx, r).name}: {line}"

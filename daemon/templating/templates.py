@@ -294,7 +294,8 @@ def sample_client(region: str) -> Client:
     """A fictional client with the documentation example number of the practice's region."""
     example = phonenumbers.example_number_for_type(region or "US", phonenumbers.PhoneNumberType.MOBILE)
     phone = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164) if example else ""
-    return Client(id="sample", name=SAMPLE_CLIENT, email="sam.example@example.invalid", phone=phone)
+    return Client(id="sample", name=SAMPLE_CLIENT, email="sam.example@example.invalid", phone=phone,
+                  emergency_contact=sample_context()["emergency_contact"])
 
 
 def copy_defaults(folder: Path) -> list[str]:

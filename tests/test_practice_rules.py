@@ -1,0 +1,354 @@
+"""The practice around a missed session (issue 12), each rule as a story through ``once --now``:
+patterns for the therapist only, a safety client's no-show, the therapist's own cancellations
+(out-of-office blocks, markers), bursts confirmed and dismissed, a Spanish-speaking client."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from tests import canary
+from tests.conftest import Practice, local, make_practice
+from tests.ics import Ev
+
+DIRECTORY = """name,aliases,email,phone,preferred_channel,do_not_contact,safety_concern,emergency_contact,language
+Jane Doe,Janie,jane.doe@example.com,+1 555 010 0201,phone,false,yes,Dana Whitlock (sister) +1 555 010 0299,
+Omar Haddad,,omar.h@example.org,+1 555 010 0202,email,false,,,
+Jordan Avery,,jordan.avery@example.com,,,false,,,
+Priya Natarajan,,priya.n@example.org,,,false,no,,
+Lucía Fernández,Lucia,lucia.f@example.org,+1 555 010 0207,,false,,,es
+Sam Okafor,Sammy,sam.okafor@example.net,,,false,,,
+"""
+EMERGENCY = ("Dana", "Whitlock", "555 010 0299", "(555) 010-0299", "+15550100299")
+
+
+def _practice(tmp_path: Path, extra: str = "") -> Practice:
+    p = make_practice(tmp_path / "practice", extra=extra)
+    (p.root / "clients.csv").write_text(DIRECTORY)
+    return p
+
+
+def _body(raw: str) -> str:
+    msg = message_from_bytes(raw.encode(), policy=policy.default)
+    part = msg.get_body(("plain",))
+    assert part is not None
+    return f"Subject: {msg['Subject']}\n\n" + part.get_content()
+
+
+def _to(p: Practice, address: str) -> list[str]:
+    return [_body(m) for m in p.mails_to(address)]
+
+
+def _team() -> Ev:
+    return Ev("team", local(2026, 10, 30, 12), local(2026, 10, 30, 13), "Team meeting", rrule="FREQ=WEEKLY;BYDAY=FR")
+
+
+def _session(uid: str, who: str, *when: int, **kw: object) -> Ev:
+    start = local(*when)
+    return Ev(uid, start, start + timedelta(minutes=50), who, **kw)  # type: ignore[arg-type]
+
+
+# -- 1. patterns -----------------------------------------------------------------------------------
+@pytest.mark.shows_client_data
+def test_a_third_miss_in_90_days_is_a_pattern_for_the_therapist_only(tmp_path, capsys):
+    p = _practice(tmp_path)
+    misses = [_session(f"o{i}", "Omar Haddad", 2026, m, d, 10) for i, (m, d) in enumerate([(11, 3), (11, 17), (12, 1)])]
+    p.calendar([_team(), *misses])
+    p.once(local(2026, 11, 2, 8))
+    for ev, (noticed, follow) in zip(misses, [((11, 3), (11, 4)), ((11, 17), (11, 18)), ((12, 1), (12, 2))]):
+        ev.summary = "Omar Haddad no-show"
+        p.calendar([_team(), *misses])
+        p.once(local(2026, *noticed, 11))
+        p.once(local(2026, *follow, 10, 30))       # the call task goes out
+        p.once(local(2026, follow[0], follow[1] + 6, 11))   # the email step (sent or rebooked)
+    steps = p.status(capsys)
+    by_session = {(r["session_start"][:10], r["step"]): r["pattern"] for r in steps}
+    assert by_session[("2026-11-03", 1)] is None and by_session[("2026-11-17", 1)] is None
+    assert by_session[("2026-12-01", 1)] == 3 and by_session[("2026-12-01", 2)] == 3
+    calls = [m for m in _to(p, "ana@riverside.example") if m.startswith("Subject: Call")]
+    assert len(calls) == 3
+    third = [c for c in calls if "Missed: Tuesday, December 1" in c]
+    assert len(third) == 1
+    assert "Note for you: 3rd missed session since 3 November — consider talking about it together" in third[0]
+    assert sum("missed session since" in c for c in calls) == 1
+    for mail in _to(p, "omar.h@example.org"):
+        assert not re.search(r"pattern|missed session since|3rd|talking about it", mail, re.I)
+    assert p.cli("digest", "--now", local(2026, 12, 2, 7, 30).isoformat()) == 0
+    digest = [m for m in _to(p, "ana@riverside.example") if "your day" in m][-1]
+    assert "Patterns worth talking about together" in digest
+    assert "Omar Haddad: 3rd missed session since 3 November" in digest
+
+
+# -- 2. safety -------------------------------------------------------------------------------------
+@pytest.mark.shows_client_data
+def test_a_safety_no_show_on_friday_afternoon_is_urgent_alerts_again_and_is_never_closed_silently(tmp_path, capsys):
+    p = _practice(tmp_path)
+    session = _session("j1", "Jane Doe", 2026, 11, 6, 14)       # a Friday
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 5, 9))
+    session.summary = "Jane Doe no-show"
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 6, 15, 10))
+    urgent = _to(p, "ana@riverside.example")
+    assert len(urgent) == 1 and urgent[0].startswith("Subject: URGENT: call Jane now")
+    assert "Dana Whitlock (sister) +1 555 010 0299" in urgent[0]
+    assert "Follow your safety protocol" in urgent[0]
+    steps = p.status(capsys)
+    assert steps[0]["state"] == "sent" and steps[0]["due_at"].startswith("2026-11-06T15:10")
+    p.once(local(2026, 11, 6, 16, 30))
+    assert len(_to(p, "ana@riverside.example")) == 1            # the alert waits for the day's end
+    p.once(local(2026, 11, 6, 17, 1))
+    alerts = [m for m in _to(p, "ana@riverside.example") if "Second alert" in m]
+    assert len(alerts) == 1 and "Dana Whitlock" in alerts[0] and "welcomeback reached" in alerts[0]
+    p.once(local(2026, 11, 20, 10))                              # a week past max_lateness
+    steps = p.status(capsys)
+    assert steps[1]["state"] == "sent" and steps[1]["reason"] is None   # never skipped too_late
+    client_mail = _to(p, "jane.doe@example.com")
+    assert len(client_mail) == 1
+    for piece in EMERGENCY + ("safety", "protocol", "URGENT"):
+        assert piece.lower() not in client_mail[0].lower()
+    capsys.readouterr()
+    assert p.cli("status") == 1                                  # needs the therapist's outcome
+    assert "Safety: no outcome recorded yet" in canary.read_client_data(capsys).out
+    assert p.cli("reached", "Jane Doe") == 0
+    capsys.readouterr()
+    assert p.cli("status") == 0
+
+
+def test_the_second_alert_is_not_sent_once_the_therapist_reached_the_client(tmp_path, capsys):
+    p = _practice(tmp_path)
+    session = _session("j1", "Jane Doe", 2026, 11, 6, 14)
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 5, 9))
+    session.summary = "Jane Doe no-show"
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 6, 15))
+    session.summary = "Jane Doe no-show reached"
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 6, 17, 30))
+    assert not [m for m in _to(p, "ana@riverside.example") if "Second alert" in m]
+
+
+def test_the_emergency_contact_is_only_a_call_task_variable(tmp_path, capsys):
+    p = _practice(tmp_path)
+    folder = p.root / "templates"
+    folder.mkdir()
+    (folder / "email_followup.txt").write_text("Subject: Hi\n\nHi {{ client_first_name }} {{ emergency_contact }}\n")
+    assert p.cli("check") == 2
+    assert "emergency_contact" in capsys.readouterr().err
+    (folder / "email_followup.txt").unlink()
+    assert p.cli("preview", "safety_call") == 0
+    out = capsys.readouterr().out
+    assert "Robin Example (partner)" in out                     # sample values without --client
+
+
+# -- 3. the therapist's own cancellations --------------------------------------------------------
+FIVE = ["Jane Doe", "Omar Haddad", "Jordan Avery", "Priya Natarajan", "Sam Okafor"]
+
+
+def _weekly(who: str, day: int) -> Ev:
+    start = local(2026, 11, 16 + day, 10 + day)                 # Mon 16 Nov + day, weekly
+    return Ev(f"w{day}", start, start + timedelta(minutes=50), who, rrule="FREQ=WEEKLY;COUNT=6")
+
+
+@pytest.mark.parametrize("block", ["all-day", "timed"])
+@pytest.mark.shows_client_data
+def test_a_vacation_week_is_one_reschedule_task_and_no_client_follow_up(tmp_path, capsys, block):
+    p = _practice(tmp_path)
+    series = [_weekly(who, day) for day, who in enumerate(FIVE)]
+    p.calendar([_team(), *series])
+    p.once(local(2026, 11, 13, 9))
+    vacation = Ev("vac", local(2026, 11, 23), local(2026, 11, 28), "Vacation", all_day=block == "all-day")
+    for day, ev in enumerate(series):
+        ev.exdates = [local(2026, 11, 23 + day, 10 + day)]
+    p.calendar([_team(), vacation, *series])
+    p.once(local(2026, 11, 16, 12))
+    assert p.status(capsys) == []                                # no client follow-up at all
+    mails = p.mails()
+    assert len(mails) == 1
+    task = _body(mails[0])
+    assert task.startswith("Subject: Reschedule: 5 sessions you cancelled")
+    for who in FIVE:
+        assert who in task
+    assert "Monday, November 23 at 10:00 AM" in task
+    p.once(local(2026, 11, 24, 12))
+    p.once(local(2026, 12, 3, 12))
+    assert len(p.mails()) == 1                                   # nothing more, ever
+    capsys.readouterr()
+    assert p.cli("report", "--month", "2026-11", "--format", "json", "--now", local(2026, 11, 30).isoformat()) == 0
+    report = json.loads(canary.read_client_data(capsys).out)
+    assert report["totals"]["therapist_cancellations"] == 5
+    assert report["totals"]["cancellations"] == report["totals"]["late_cancels"] == 0
+
+
+def test_google_out_of_office_events_are_absences_not_sessions():
+    from connectors.calendars.google import to_occurrence
+    from daemon import config as config_mod
+    from daemon.clients import Directory
+    from daemon.engine import detect
+    from daemon.model import Client, SessionRow
+    from tests.conftest import NY
+
+    item = {"id": "ooo1", "status": "confirmed", "eventType": "outOfOffice", "summary": "Away",
+            "start": {"dateTime": "2026-11-23T00:00:00-05:00"}, "end": {"dateTime": "2026-11-28T00:00:00-05:00"}}
+    occ = to_occurrence(item, NY)
+    assert occ is not None and detect.is_out_of_office_event(occ)
+    cfg = config_mod.load(make_practice(Path("/tmp") / "wb-ooo-unused").config)
+    jane = Client(id="dir:jane", name="Jane Doe", email="jane.doe@example.com")
+    start = local(2026, 11, 24, 10)
+    prev = {"s1": SessionRow(calendar="main", key="s1", uid="s1", start=start, end=start + timedelta(minutes=50),
+                             client_id=jane.id, client_name=jane.name, first_seen_at=local(2026, 11, 1))}
+    from connectors.calendars.base import Window
+
+    ctx = detect.Context(calendar="main", now=local(2026, 11, 16), window=Window(local(2026, 11, 1), local(2027, 1, 1)),
+                         baseline=False, first_seen_at=local(2026, 11, 1), prev_poll_at=local(2026, 11, 15),
+                         rules=cfg.detection, directory=Directory([jane]), therapist_email="ana@riverside.example")
+    other = to_occurrence({"id": "x", "summary": "Team", "start": {"dateTime": "2026-11-20T12:00:00-05:00"},
+                           "end": {"dateTime": "2026-11-20T13:00:00-05:00"}}, NY)
+    out = detect.reconcile(prev, [occ, other], True, ctx)        # Jane's session vanished inside the block
+    assert [t.by_therapist for t in out.triggers] == ["out_of_office"]
+    assert [k for k, _, _ in out.absences] == ["ooo1"] and not out.rows
+
+
+@pytest.mark.shows_client_data
+def test_a_therapist_cancel_marker_is_recorded_and_never_followed_up(tmp_path, capsys):
+    p = _practice(tmp_path)
+    session = _session("o1", "Omar Haddad", 2026, 11, 10, 10)
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 5, 9))
+    session.summary = "Omar Haddad - therapist cancelled"
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 6, 9))
+    p.once(local(2026, 11, 12, 9))
+    assert p.status(capsys) == []
+    assert _to(p, "omar.h@example.org") == []
+    tasks = _to(p, "ana@riverside.example")
+    assert len(tasks) == 1 and tasks[0].startswith("Subject: Reschedule: 1 session you cancelled")
+    capsys.readouterr()
+    assert p.cli("history", "Omar Haddad") == 0
+    assert "therapist_cancelled" in canary.read_client_data(capsys).out
+
+
+# -- 4. bursts -----------------------------------------------------------------------------------
+@pytest.mark.shows_client_data
+def test_a_burst_is_held_then_confirmed_for_one_and_dismissed_for_the_rest(practice, capsys):
+    p = practice
+    (p.root / "clients.csv").write_text(DIRECTORY)
+    sessions = [_session(f"b{i}", who, 2026, 11, 10, 10 + i) for i, who in enumerate(["Omar Haddad", "Jordan Avery",
+                                                                                       "Priya Natarajan"])]
+    p.calendar([_team(), *sessions])
+    p.once(local(2026, 11, 5, 9))
+    for s in sessions:
+        s.status = "CANCELLED"
+    p.calendar([_team(), *sessions])
+    p.once(local(2026, 11, 6, 9))
+    steps = p.status(capsys)
+    firsts = [r for r in steps if r["step"] == 1]
+    assert len(firsts) == 3 and {(r["state"], r["reason"]) for r in firsts} == {("held", "burst")}
+    p.once(local(2026, 11, 12, 12))                               # well past the call tasks' due time
+    assert p.mails() == []                                        # nothing sent while held
+    capsys.readouterr()
+    assert p.cli("status") == 1
+    assert p.cli("digest", "--now", local(2026, 11, 12, 12, 5).isoformat()) == 0
+    digest = _to(p, "ana@riverside.example")[-1]
+    assert "BURST: 3 clients' cancellations" in digest and "welcomeback confirm --all" in digest
+    assert p.cli("confirm", "Omar Haddad", "--now", local(2026, 11, 12, 13).isoformat()) == 0
+    assert p.cli("dismiss", "--all", "--now", local(2026, 11, 12, 13).isoformat()) == 0
+    p.once(local(2026, 11, 12, 13, 5))
+    calls = [m for m in _to(p, "ana@riverside.example") if m.startswith("Subject: Call")]
+    assert len(calls) == 1 and "Client: Omar Haddad" in calls[0]
+    steps = p.status(capsys)
+    others = [r for r in steps if r["client"] != "Omar Haddad"]
+    assert others and {(r["state"], r["reason"]) for r in others} == {("skipped", "therapist_cancelled")}
+    assert p.cli("confirm", "--all") == 2                         # nothing is held any more
+    assert "no follow-up" in capsys.readouterr().err
+
+
+def test_a_burst_needs_different_clients_and_the_window(tmp_path, capsys):
+    p = _practice(tmp_path)
+    a = _session("a", "Omar Haddad", 2026, 11, 10, 10)
+    b = _session("b", "Jane Doe", 2026, 11, 10, 11)
+    c = _session("c", "Lucía Fernández", 2026, 11, 10, 12)
+    p.calendar([_team(), a, b, c])
+    p.once(local(2026, 11, 5, 9))
+    a.status = b.status = "CANCELLED"
+    p.calendar([_team(), a, b, c])
+    p.once(local(2026, 11, 5, 10))
+    c.status = "CANCELLED"
+    p.calendar([_team(), a, b, c])
+    p.once(local(2026, 11, 5, 10, 45))                            # 45 minutes later: not one burst
+    p.once(local(2026, 11, 11, 12, 30))
+    assert len([m for m in _to(p, "ana@riverside.example") if "\nClient: " in m]) == 3
+
+
+# -- 5. language -----------------------------------------------------------------------------------
+@pytest.mark.shows_client_data
+def test_a_spanish_speaking_client_gets_the_spanish_email_with_spanish_dates(tmp_path, capsys):
+    p = _practice(tmp_path)
+    session = _session("l1", "Lucía Fernández", 2026, 11, 3, 10)
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 2, 8))
+    session.summary = "Lucía Fernández no-show"
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 3, 11))
+    p.once(local(2026, 11, 4, 10, 30))
+    p.once(local(2026, 11, 10, 10, 30))
+    mails = _to(p, "lucia.f@example.org")
+    assert len(mails) == 1
+    assert mails[0].startswith("Subject: Un saludo desde Riverside Counselling")
+    assert "Te eché de menos en nuestra cita del martes, 3 de noviembre a las 10:00" in mails[0]
+    html = message_from_bytes(p.mails_to("lucia.f@example.org")[0].encode(), policy=policy.default).get_body(("html",))
+    assert html is not None and "La puerta sigue abierta" in html.get_content()
+    call = [m for m in _to(p, "ana@riverside.example") if "Llamar a" in m]
+    assert call and "Hola, Lucía, soy Ana, de Riverside Counselling." in call[0]
+
+
+def test_spanish_templates_are_as_careful_as_the_english_ones():
+    from daemon.templating.templates import defaults_dir
+
+    names = sorted(item.name for item in defaults_dir().iterdir() if ".es." in item.name)
+    assert names == ["email_followup.es.html", "email_followup.es.txt", "phone_call.es.txt", "sms_checkin.es.txt"]
+    for name in names:
+        text = defaults_dir().joinpath(name).read_text().lower()
+        for clinical in ("terapia", "diagnóstico", "tratamiento", "sesión de", "paciente"):
+            assert clinical not in text, (name, clinical)
+        assert "{{ client_first_name }}" in text.replace("client_first_name", "client_first_name")
+
+
+# -- 6. never a termination --------------------------------------------------------------------------
+def test_no_template_ever_discharges_or_terminates():
+    from daemon.templating.templates import defaults_dir
+
+    for item in defaults_dir().iterdir():
+        if item.name.endswith((".txt", ".html")):
+            text = item.read_text().lower()
+            for word in ("discharge", "terminat", "close your file", "closing your file", "de alta", "cerrar tu"):
+                assert word not in text, (item.name, word)
+
+
+@pytest.mark.shows_client_data
+def test_the_end_of_a_sequence_records_the_invitation_and_the_digest_suggests_documenting_it(tmp_path, capsys):
+    p = _practice(tmp_path)
+    session = _session("s1", "Sam Okafor", 2026, 11, 3, 10)
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 2, 8))
+    session.summary = "Sam Okafor no-show"
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 3, 11))
+    p.once(local(2026, 11, 4, 10, 30))
+    p.once(local(2026, 11, 10, 10, 30))
+    capsys.readouterr()
+    assert p.cli("history", "Sam Okafor", "--format", "json") == 0
+    events = [r["event"] for r in json.loads(canary.read_client_data(capsys).out)]
+    assert events == ["detected", "skipped", "sent", "invitation_given"]   # no phone number: no call task
+    assert p.cli("digest", "--now", local(2026, 11, 11, 7, 30).isoformat()) == 0
+    digest = _to(p, "ana@riverside.example")[-1]
+    assert "Invitations given" in digest
+    assert "Sam Okafor: the invitation to return was given" in digest and "document it" in digest
+    for mail in p.mails():
+        assert "discharge" not in mail.lower() and "terminat" not in mail.lower()
