@@ -352,3 +352,139 @@ def test_the_end_of_a_sequence_records_the_invitation_and_the_digest_suggests_do
     assert "Sam Okafor: the invitation to return was given" in digest and "document it" in digest
     for mail in p.mails():
         assert "discharge" not in mail.lower() and "terminat" not in mail.lower()
+
+
+# -- 7. the monthly report and its chart ------------------------------------------------------------
+def _november(p: Practice) -> None:
+    """A hand-counted November 2026 (see the expectation in the test)."""
+    o = [_session("o0", "Omar Haddad", 2026, 10, 26, 10), _session("o1", "Omar Haddad", 2026, 11, 2, 10),
+         _session("o2", "Omar Haddad", 2026, 11, 9, 10), _session("o3", "Omar Haddad", 2026, 11, 16, 10),
+         _session("o4", "Omar Haddad", 2026, 11, 25, 10), _session("o5", "Omar Haddad", 2026, 11, 30, 15)]
+    pr = [_session("p1", "Priya Natarajan", 2026, 11, 3, 11), _session("p2", "Priya Natarajan", 2026, 11, 17, 11)]
+    j = [_session("j1", "Jordan Avery", 2026, 11, 4, 10)]
+    changes = {
+        (11, 4, 11): lambda: setattr(j[0], "summary", "Jordan Avery no-show"),
+        (11, 9, 11): lambda: setattr(o[2], "summary", "Omar Haddad DNA"),
+        (11, 12, 9): lambda: setattr(pr[1], "summary", "Priya Natarajan (therapist canceled)"),
+        (11, 16, 8): lambda: setattr(o[3], "status", "CANCELLED"),         # two hours before: late
+        (11, 18, 9): lambda: setattr(o[4], "status", "CANCELLED"),         # a week before: in good time
+    }
+    p.calendar([_team(), *o, *pr, *j])
+    p.once(local(2026, 10, 30, 9))
+    day = local(2026, 11, 2, 8)
+    while day < local(2026, 11, 28):
+        for hour in (8, 9, 10, 11, 12):
+            key = (day.month, day.day, hour)
+            if key in changes:
+                changes[key]()
+                p.calendar([_team(), *o, *pr, *j])
+                p.once(day.replace(hour=hour))
+        if day.weekday() < 5:
+            p.once(day.replace(hour=16, minute=30))
+        day += timedelta(days=1)
+
+
+@pytest.mark.shows_client_data
+def test_the_report_json_matches_a_hand_counted_month(tmp_path, capsys):
+    p = _practice(tmp_path)
+    _november(p)
+    capsys.readouterr()
+    assert p.cli("report", "--month", "2026-11", "--format", "json", "--now", local(2026, 11, 28, 12).isoformat()) == 0
+    report = json.loads(canary.read_client_data(capsys).out)
+    zero = {"booked": 0, "attended": 0, "no_shows": 0, "late_cancels": 0, "cancellations": 0,
+            "therapist_cancellations": 0, "follow_ups": 0}
+    assert report["month"] == "2026-11"
+    rows = {r["client"]: r for r in report["clients"]}
+    assert sorted(rows) == ["Jordan Avery", "Omar Haddad", "Priya Natarajan"]
+    assert {k: rows["Omar Haddad"][k] for k in zero} == {**zero, "booked": 5, "attended": 1, "no_shows": 1,
+                                                         "late_cancels": 1, "cancellations": 1, "follow_ups": 1}
+    assert {k: rows["Priya Natarajan"][k] for k in zero} == {**zero, "booked": 2, "attended": 1,
+                                                             "therapist_cancellations": 1}
+    assert {k: rows["Jordan Avery"][k] for k in zero} == {**zero, "booked": 1, "no_shows": 1, "follow_ups": 1}
+    assert rows["Omar Haddad"]["ended"] == {"invitation_given": 1}
+    assert rows["Jordan Avery"]["ended"] == {"invitation_given": 1}
+    assert report["totals"] == {"booked": 8, "attended": 2, "no_shows": 2, "late_cancels": 1, "cancellations": 1,
+                                "therapist_cancellations": 1, "follow_ups": 2}
+    assert p.cli("report", "--month", "2026-11", "--format", "csv", "--now", local(2026, 11, 28, 12).isoformat()) == 0
+    lines = canary.read_client_data(capsys).out.splitlines()
+    assert lines[0].startswith("month,client,booked,attended") and lines[-1].startswith("2026-11,TOTAL,8,2,2,1,1,1,2")
+
+
+@pytest.mark.shows_client_data
+def test_the_text_report_writes_a_chart_with_one_bar_per_month(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    p = _practice(tmp_path)
+    _november(p)
+    capsys.readouterr()
+    assert p.cli("report", "--month", "2026-11", "--now", local(2026, 11, 28, 12).isoformat()) == 0
+    out = canary.read_client_data(capsys)
+    assert "Sessions and follow-ups, 2026-11" in out.out and "Your own cancellations this month: 1" in out.out
+    chart = p.root / "reports" / "misses-2026-11.svg"
+    assert str(chart) in out.err
+    root = ET.fromstring(chart.read_bytes())                     # well-formed SVG
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    bars = [e for e in root.iter("{http://www.w3.org/2000/svg}rect") if "rect" in (e.get("class") or "").split()]
+    assert len(bars) == 12
+    labels = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "2025-12" in labels and "2026-11" in labels and "2025-11" not in labels
+    heights = [float(b.get("height") or 0) for b in bars]
+    assert heights[-1] > 0 and heights[:-2] == [0.0] * 10        # October: o0 attended; November: 4 misses
+    assert p.cli("report", "--month", "2026-13") == 2
+    assert "expected YYYY-MM" in capsys.readouterr().err
+
+
+# -- 8. configuration and directory -----------------------------------------------------------------
+def test_new_keys_are_validated_with_their_names(tmp_path, capsys):
+    p = _practice(tmp_path, extra='''
+[detection]
+pattern = { misses = 0, within = "90 days" }
+burst = { count = 3, within = "soon" }
+out_of_office_words = "vacation"
+
+[safety]
+protocol = 3
+''')
+    assert p.cli("check") == 2
+    err = capsys.readouterr().err
+    assert "[detection.pattern]: misses: expected a whole number of at least 1, found 0" in err
+    assert "[detection.burst] within: 'soon' is not a duration" in err
+    assert "[detection] out_of_office_words: expected a list of words" in err
+    assert "[safety] protocol: expected a string, found 3" in err
+
+
+def test_directory_columns_in_csv_and_vcard(tmp_path):
+    from daemon.client_files import load_directory
+    from daemon.errors import UserError
+
+    d = load_directory(_practice(tmp_path).root / "clients.csv")
+    jane = d.find("Jane Doe")[0]
+    assert jane.safety_concern and jane.emergency_contact == "Dana Whitlock (sister) +1 555 010 0299"
+    assert d.find("Lucia")[0].language == "es" and not d.find("Priya Natarajan")[0].safety_concern
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,email,safety_concern,language\nOmar Haddad,omar.h@example.org,maybe,\n"
+                   "Jane Doe,jane.doe@example.com,,klingon-xx\n")
+    with pytest.raises(UserError) as exc:
+        load_directory(bad)
+    problems = "\n".join(exc.value.problems)
+    assert "bad.csv:2: safety_concern 'maybe' is not yes or no" in problems
+    assert "bad.csv:3: language 'klingon-xx' is not a language tag" in problems
+    card = tmp_path / "clients.vcf"
+    card.write_text("BEGIN:VCARD\nVERSION:4.0\nFN:Jane Doe\nEMAIL:jane.doe@example.com\nLANG:es-MX\n"
+                    "X-WELCOMEBACK-SAFETY-CONCERN:yes\nX-WELCOMEBACK-EMERGENCY-CONTACT:Dana Whitlock\\, sister\n"
+                    "END:VCARD\n")
+    jane = load_directory(card).clients[0]
+    assert (jane.language, jane.safety_concern, jane.emergency_contact) == ("es-MX", True, "Dana Whitlock, sister")
+
+
+def test_spanish_dates_come_from_babel_and_fall_back_by_tag(tmp_path):
+    from daemon.templating.templates import Templates, babel_locale, language_candidates, when
+    from tests.conftest import NY
+
+    assert language_candidates("es-MX") == ["es-MX", "es"] and babel_locale("es-MX", "en_US") == "es_MX"
+    assert when(local(2026, 11, 3, 10), tz=NY, locale=babel_locale("es", "en_US")) == "martes, 3 de noviembre, a las 10:00"
+    t = Templates(tmp_path / "none")
+    assert t.locate("email_followup", "es-MX").text_path.name == "email_followup.es.txt"
+    assert t.locate("email_followup", "de").text_path.name == "email_followup.txt"
+    assert t.locate("safety_call", "es").text_path.name == "safety_call.txt"
+    assert "email_followup.es" not in t.names() and "safety_call" in t.names()
