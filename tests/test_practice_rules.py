@@ -488,3 +488,52 @@ def test_spanish_dates_come_from_babel_and_fall_back_by_tag(tmp_path):
     assert t.locate("email_followup", "de").text_path.name == "email_followup.txt"
     assert t.locate("safety_call", "es").text_path.name == "safety_call.txt"
     assert "email_followup.es" not in t.names() and "safety_call" in t.names()
+
+
+@pytest.mark.parametrize("template, medium", [("email_followup", "email"), ("phone_call", "call-task"),
+                                              ("sms_checkin", "sms")])
+@pytest.mark.parametrize("trigger", ["cancelled", "late_cancel", "no_show"])
+def test_spanish_wording_renders_for_every_trigger(tmp_path, template, medium, trigger):
+    from connectors.channels.twilio_sms import sms_problems
+    from daemon import config as config_mod
+    from daemon.engine import messages
+    from daemon.model import Client
+    from daemon.store.tables import ts
+    from daemon.templating.templates import Templates
+
+    cfg = config_mod.load(_practice(tmp_path).config)
+    lucia = Client(id="x", name="Lucía Fernández", email="lucia.f@example.org", phone="+15550100207", language="es")
+    start = local(2026, 3, 2, 10)
+    step = {"id": "s-1", "sequence_id": "s", "session_start": ts(start), "due_at": ts(start), "trigger": trigger,
+            "template": template}
+    message = messages.build_for(step, lucia, medium, cfg, Templates(tmp_path / "none"))
+    text = message.text + (message.html or "")
+    assert "{{" not in text and "{%" not in text and "  " not in message.text
+    assert "Lucía" in text and "Ana" in text
+    if template != "sms_checkin":
+        assert "lunes, 2 de marzo a las 10:00" in message.text
+    if trigger != "no_show":
+        assert "eché de menos" not in text
+    if template == "sms_checkin":                                # the template's words fit one GSM-7 text
+        assert sms_problems(message.text.replace("Lucía", "Lucia")) == []
+
+
+def test_the_safety_call_task_reads_as_a_call_task(tmp_path):
+    from daemon import config as config_mod
+    from daemon.engine import messages
+    from daemon.model import Client
+    from daemon.store.tables import ts
+    from daemon.templating.templates import Templates
+
+    cfg = config_mod.load(_practice(tmp_path).config)
+    jane = Client(id="x", name="Jane Doe", phone="+15550100201", safety_concern=True,
+                  emergency_contact="Dana Whitlock (sister) +1 555 010 0299")
+    step = {"id": "s-1", "sequence_id": "s", "session_start": ts(local(2026, 3, 2, 10)),
+            "due_at": ts(local(2026, 3, 2, 11)), "trigger": "no_show", "template": "safety_call"}
+    message = messages.build_for(step, jane, "call-task", cfg, Templates(tmp_path / "none"))
+    assert message.audience == "therapist" and message.to_address == "ana@riverside.example"
+    assert message.subject == "URGENT: call Jane now"
+    assert "Emergency contact: Dana Whitlock (sister) +1 555 010 0299" in message.text
+    assert "Monday, March 2 at 10:00 AM" in message.text and "{{" not in message.text
+    with pytest.raises(Exception, match="call tasks only"):
+        messages.build_for(step, jane, "email", cfg, Templates(tmp_path / "none"))

@@ -112,7 +112,9 @@ def _table(engine: Any, records: list[dict[str, Any]], cals: Any, open_reports: 
             lines.append(f"  {'never polled':<12} {name:<12} not read yet: start the service "
                          "(welcomeback run) or run `welcomeback once`")
         for kind, detail in held:      # from the steps themselves: gone once they move on
-            lines.append(f"  {'held':<12} {'-':<12} {kind}: {detail}; fix it and the step goes out")
+            then = "welcomeback confirm --all (they cancelled) or dismiss --all (you did)" if kind == "burst" \
+                else "fix it and the step goes out"
+            lines.append(f"  {'held':<12} {'-':<12} {kind}: {detail}; {then}")
         for r in attention[-20:]:
             lines.append(f"  {r['kind']:<12} {r['calendar'] or '-':<12} {r['detail']}")
     if any(r["state"] in ("uncertain", "failed") for r in records):

@@ -89,6 +89,9 @@ def _one(ctx: CycleContext, notice_id: str, now: datetime) -> str:
         state, reason = "uncertain", f"unexpected error {type(exc).__name__}"
     with ctx.store.transaction() as conn:
         _finish(conn, notice_id, state, now, reason)
+        if state != "planned":       # the contact log of each follow-up it is about
+            for seq_id in [row["sequence_id"]] if row["sequence_id"] else json.loads(row["refs"] or "[]"):
+                ctx.store.audit(conn, now, f"{row['kind']}_{state}", sequence_id=seq_id, detail="to the therapist")
         if state in ("failed", "uncertain"):
             ctx.store.report(conn, now, "failed", "", notice_id, f"a note to you could not be sent: {reason}"[:500])
     log.log(logging.INFO if state == "sent" else logging.WARNING, "notice %s (%s): %s", notice_id, row["kind"], state)

@@ -22,7 +22,7 @@ ALLOWED = {
     "practice": "the practice's name",
     "practice_phone": "the practice's phone number (may be empty)",
     "rebooking_link": "where the client can book again (may be empty)",
-    "safety_protocol": "the practice's [safety] protocol text (call tasks only)",
+    "safety_protocol": "the practice's [safety] protocol text (call tasks only: never in a message to the client)",
     "emergency_contact": "the client's emergency contact (call tasks only: never in a message to the client)",
 }
 
