@@ -537,3 +537,40 @@ def test_the_safety_call_task_reads_as_a_call_task(tmp_path):
     assert "Monday, March 2 at 10:00 AM" in message.text and "{{" not in message.text
     with pytest.raises(Exception, match="call tasks only"):
         messages.build_for(step, jane, "email", cfg, Templates(tmp_path / "none"))
+
+
+def test_a_google_out_of_office_event_makes_the_cancellation_the_therapists(tmp_path, monkeypatch):
+    from daemon import config as config_mod
+    from daemon.cli.status import step_records
+    from daemon.clock import FixedClock
+    from daemon.engine.cycle import Engine
+    from tests.fakes.google_calendar import FakeGoogleCalendar
+    from tests.test_google_engine import CLIENTS, CONFIG, FIRST, JANE
+
+    with FakeGoogleCalendar() as fake:
+        monkeypatch.setenv("WELCOMEBACK_GOOGLE_TOKEN", fake.authorized_user_json())
+        monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+        config = CONFIG.format(endpoint=fake.api_endpoint).split("[channels.phone]")[0]
+        (tmp_path / "config.toml").write_text(config)
+        (tmp_path / "clients.csv").write_text(CLIENTS)
+        clock = FixedClock(local(2026, 11, 2, 8))
+        engine = Engine(config_mod.load(tmp_path / "config.toml"), clock)
+        engine.sources["main"].sleep = lambda s: None
+        try:
+            ids = fake.add_series("jane", first=FIRST, count=4, every=timedelta(days=21), summary="Jane Doe",
+                                  attendees=[JANE])
+            engine.run_once()
+            fake.add_event("away", start=local(2026, 11, 23, 0), minutes=5 * 24 * 60, summary="Away",
+                           eventType="outOfOffice")
+            fake.cancel(ids[1])                                   # the 24 November session
+            clock.set(local(2026, 11, 10, 9))
+            engine.run_once()
+            clock.set(local(2026, 11, 25, 10, 30))
+            engine.run_once()
+            assert step_records(engine) == []
+        finally:
+            engine.close()
+        assert fake.violations == []
+    mails = [_body(m.read_text()) for m in (tmp_path / "outbox").glob("*.eml")]
+    assert len(mails) == 1 and mails[0].startswith("Subject: Reschedule: 1 session you cancelled")
+    assert "Jane Doe" in mails[0] and "Tuesday, November 24" in mails[0]
