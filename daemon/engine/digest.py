@@ -28,14 +28,14 @@ import sqlalchemy as sa
 from babel.dates import format_date, format_time
 
 from connectors.channels.base import Message
-from daemon.engine import bursts, patterns, safety
+from daemon.engine import digest_practice, patterns, safety
 from daemon.engine.context import CycleContext
 from daemon.engine.messages import message_id
 from daemon.engine.planning import rebooked
 from daemon.errors import ChannelError
 from daemon.rules import is_a_miss
 from daemon.store import followups
-from daemon.store.tables import audit, calendars, dt, meta, reports, sequences, steps, ts
+from daemon.store.tables import calendars, dt, meta, reports, sequences, steps, ts
 
 log = logging.getLogger(__name__)
 KEY = "digest_last"
@@ -125,54 +125,12 @@ def collect(ctx: CycleContext, now: datetime, *, since: datetime, last: datetime
         if ctx.phone.medium != "sms":
             found.calls = _calls(ctx, conn, now, fmt)
         found.sent = _sent(ctx, conn, now, since, fmt)
-        found.attention += practice_attention(ctx, conn, fmt)
+        found.attention += digest_practice.attention(ctx, conn, fmt)
         _reports(ctx, conn, found, fmt)
         found.repeats = _repeats(ctx, conn, now, last)
-        found.patterns = _patterns(ctx, conn, since, now)
-        found.invitations = _invitations(ctx, conn, since, now, fmt)
+        found.patterns = digest_practice.patterns_since(ctx, conn, since, now)
+        found.invitations = digest_practice.invitations(ctx, conn, since, now, fmt)
     return found
-
-
-def practice_attention(ctx: CycleContext, conn: Any, fmt: _Fmt) -> list[str]:
-    """Held bursts and safety follow-ups still waiting for the therapist's outcome."""
-    out = []
-    held = bursts.held_sequences(conn)
-    if held:
-        names = ", ".join(_client(ctx, r).name for r in held)
-        out.append(f"BURST: {len(held)} clients' cancellations came in at once ({names}); nothing was sent. "
-                   "If they cancelled: welcomeback confirm --all (or one name); if you cancelled them: "
-                   "welcomeback dismiss --all (or one name)")
-    for r in safety.awaiting_outcome(conn):
-        out.append(f"SAFETY: {_client(ctx, r).name} did not come on {fmt.when(r['session_start'])} and has a "
-                   f"safety concern; no outcome recorded yet. Record it: welcomeback reached \"{_client(ctx, r).name}\"")
-    return out
-
-
-def _patterns(ctx: CycleContext, conn: Any, since: datetime, now: datetime) -> list[str]:
-    """Follow-ups still open, or noticed since the last digest, that make a pattern."""
-    rows = conn.execute(sa.select(sequences).where(sequences.c.client_id != "", sequences.c.trigger.in_(
-        patterns.COUNTED)).order_by(sequences.c.detected_at)).mappings().all()
-    out: dict[str, str] = {}
-    for r in rows:
-        if r["closed_at"] is None or (ts(since) or "") < r["detected_at"] <= (ts(now) or ""):
-            line = patterns.note(conn, ctx.config, r)
-            if line:
-                out[r["client_id"]] = f"{_client(ctx, r).name}: {line}"
-    return sorted(out.values())
-
-
-def _invitations(ctx: CycleContext, conn: Any, since: datetime, now: datetime, fmt: _Fmt) -> list[str]:
-    """Follow-ups that ended with every step sent and no answer: the invitation was given."""
-    rows = conn.execute(sa.select(audit.c.sequence_id, audit.c.at).where(
-        audit.c.event == "invitation_given", audit.c.at > ts(since), audit.c.at <= ts(now))
-        .order_by(audit.c.at)).all()
-    out = []
-    for seq_id, at in rows:
-        s = followups.sequence(conn, seq_id)
-        if s is not None:
-            out.append(f"{_client(ctx, s).name}: the invitation to return was given ({fmt.when(at)}) and "
-                       "welcomeback sends nothing more. You may want to document it in your notes.")
-    return out
 
 
 def _client(ctx: CycleContext, row: Any) -> Any:
