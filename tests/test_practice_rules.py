@@ -574,3 +574,16 @@ def test_a_google_out_of_office_event_makes_the_cancellation_the_therapists(tmp_
     mails = [_body(m.read_text()) for m in (tmp_path / "outbox").glob("*.eml")]
     assert len(mails) == 1 and mails[0].startswith("Subject: Reschedule: 1 session you cancelled")
     assert "Jane Doe" in mails[0] and "Tuesday, November 24" in mails[0]
+
+
+def test_your_own_template_wins_over_a_packaged_translation(tmp_path):
+    from daemon.templating.templates import Templates
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "sms_checkin.txt").write_text("Hi {{ client_first_name }}, thinking of you.\n")
+    t = Templates(mine)
+    assert t.locate("sms_checkin", "es").text_path == mine / "sms_checkin.txt"      # your words first
+    (mine / "sms_checkin.es.txt").write_text("Hola, {{ client_first_name }}.\n")
+    assert t.locate("sms_checkin", "es-MX").text_path == mine / "sms_checkin.es.txt"
+    assert t.locate("email_followup", "es").origin == "default"

@@ -75,20 +75,23 @@ class Templates:
         self.env = environment()
 
     def locate(self, name: str, language: str = "") -> Source:
-        """The files of template ``name`` (in ``language`` where such a template exists); the
-        therapist's folder wins over the defaults, a language's template over the default one."""
+        """The files of template ``name`` (in ``language`` where such a template exists).
+
+        The therapist's folder wins over the defaults: their own ``NAME.LANG``, then their own
+        ``NAME`` (their words, which may be fitted to the step, e.g. a text message), and only
+        then the packaged ``NAME.LANG`` and ``NAME``."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
             raise TemplateError(f"'{name}' is not a template name (letters, digits, _ and -)")
-        bases: tuple[tuple[Traversable, str], ...] = ((self.folder, "yours"), (defaults_dir(), "default"))
-        for stem in [*(f"{name}.{tag}" for tag in language_candidates(language)), name]:
-            for base, origin in bases:
-                text, html = base.joinpath(f"{stem}.txt"), base.joinpath(f"{stem}.html")
-                try:
-                    if text.is_file():
-                        return Source(name, text, html if html.is_file() else None, origin)
-                except OSError as exc:    # e.g. a folder this user may not enter
-                    raise TemplateError(f"{base}: cannot read the templates folder: "
-                                        f"{exc.strerror or type(exc).__name__}") from None
+        stems = [*(f"{name}.{tag}" for tag in language_candidates(language)), name]
+        order = [(self.folder, "yours", stem) for stem in stems] + [(defaults_dir(), "default", stem) for stem in stems]
+        for base, origin, stem in order:
+            text, html = base.joinpath(f"{stem}.txt"), base.joinpath(f"{stem}.html")
+            try:
+                if text.is_file():
+                    return Source(name, text, html if html.is_file() else None, origin)
+            except OSError as exc:    # e.g. a folder this user may not enter
+                raise TemplateError(f"{base}: cannot read the templates folder: "
+                                    f"{exc.strerror or type(exc).__name__}") from None
         raise TemplateError(f"template '{name}' not found: looked for {name}.txt in {self.folder} "
                             f"and in the packaged defaults ({defaults_dir()})")
 
