@@ -587,3 +587,33 @@ def test_your_own_template_wins_over_a_packaged_translation(tmp_path):
     (mine / "sms_checkin.es.txt").write_text("Hola, {{ client_first_name }}.\n")
     assert t.locate("sms_checkin", "es-MX").text_path == mine / "sms_checkin.es.txt"
     assert t.locate("email_followup", "es").origin == "default"
+
+
+@pytest.mark.shows_client_data
+def test_with_text_messages_the_urgent_call_task_comes_to_the_therapist_by_email(tmp_path, monkeypatch, capsys):
+    from tests.fakes.twilio_server import FakeTwilio
+
+    sid = "AC" + "0" * 32
+    monkeypatch.setenv("WELCOMEBACK_TWILIO_AUTH_TOKEN", "test-token")
+    with FakeTwilio(sid) as twilio:
+        p = _practice(tmp_path)
+        p.config.write_text(p.config.read_text().replace(
+            'backend = "therapist-email"', f'backend = "twilio-sms"\naccount_sid = "{sid}"\n'
+            f'from_number = "+15550109999"\napi_base = "{twilio.url}"\ntimeout = 5'))
+        (p.root / "templates").mkdir()
+        (p.root / "templates" / "phone_call.txt").write_text("Hi {{ client_first_name }}, thinking of you.\n")
+        session = _session("j1", "Jane Doe", 2026, 11, 6, 14)
+        p.calendar([_team(), session])
+        p.once(local(2026, 11, 5, 9))
+        session.summary = "Jane Doe no-show"
+        p.calendar([_team(), session])
+        p.once(local(2026, 11, 6, 15))
+        urgent = _to(p, "ana@riverside.example")
+        assert len(urgent) == 1 and urgent[0].startswith("Subject: URGENT: call Jane now")
+        assert "Emergency contact: Dana Whitlock (sister) +1 555 010 0299" in urgent[0]
+        assert twilio.requests == []                              # the text goes as planned, not now
+        p.once(local(2026, 11, 9, 14, 30))
+        assert len(twilio.requests) == 1
+        body = twilio.requests[0].form()["Body"]
+        assert "Jane" in body and not any(piece in body for piece in EMERGENCY)
+        assert [m for m in _to(p, "ana@riverside.example") if "Second alert" in m]
