@@ -617,3 +617,36 @@ def test_with_text_messages_the_urgent_call_task_comes_to_the_therapist_by_email
         body = twilio.requests[0].form()["Body"]
         assert "Jane" in body and not any(piece in body for piece in EMERGENCY)
         assert [m for m in _to(p, "ana@riverside.example") if "Second alert" in m]
+
+
+@pytest.mark.shows_client_data
+def test_an_out_of_office_block_added_after_the_cancellation_makes_it_the_therapists(tmp_path, capsys):
+    p = _practice(tmp_path)
+    session = _session("o1", "Omar Haddad", 2026, 11, 10, 10)
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 5, 9))
+    session.status = "CANCELLED"
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 5, 10))
+    assert {r["state"] for r in p.status(capsys)} == {"planned"}
+    sick = Ev("sick", local(2026, 11, 10, 8), local(2026, 11, 10, 18), "Sick day")
+    p.calendar([_team(), session, sick])
+    p.once(local(2026, 11, 5, 11))
+    assert {(r["state"], r["reason"]) for r in p.status(capsys)} == {("skipped", "therapist_cancelled")}
+    p.once(local(2026, 11, 11, 12))
+    assert _to(p, "omar.h@example.org") == []
+    (task,) = _to(p, "ana@riverside.example")
+    assert task.startswith("Subject: Reschedule: 1 session you cancelled") and "Omar Haddad" in task
+
+
+@pytest.mark.shows_client_data
+def test_a_client_who_is_sick_is_not_the_therapists_absence(tmp_path, capsys):
+    p = _practice(tmp_path)
+    session = _session("o1", "Omar Haddad", 2026, 11, 10, 10)
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 5, 9))
+    session.summary, session.status = "Omar Haddad - sick", "CANCELLED"
+    p.calendar([_team(), session])
+    p.once(local(2026, 11, 5, 10))
+    steps = p.status(capsys)
+    assert [(r["trigger"], r["state"]) for r in steps] == [("cancelled", "planned"), ("cancelled", "planned")]
