@@ -158,8 +158,9 @@ def _weekly(who: str, day: int) -> Ev:
 
 @pytest.mark.parametrize("block", ["all-day", "timed"])
 @pytest.mark.shows_client_data
-def test_a_vacation_week_is_one_reschedule_task_and_no_client_follow_up(tmp_path, capsys, block):
-    p = _practice(tmp_path)
+def test_a_vacation_week_is_one_reschedule_task_and_no_client_follow_up(practice, capsys, block):
+    p = practice
+    (p.root / "clients.csv").write_text(DIRECTORY)
     series = [_weekly(who, day) for day, who in enumerate(FIVE)]
     p.calendar([_team(), *series])
     p.once(local(2026, 11, 13, 9))

@@ -205,7 +205,10 @@ def render_history(engine: Any, client_id: str, fmt: str) -> str:
             events = conn.execute(sa.select(audit).where(audit.c.sequence_id == s["id"]).order_by(audit.c.id)).mappings().all()
             base = {"client": s["client_name"] or name, "session_start": _local(s["session_start"], tz),
                     "trigger": s["trigger"], "follow_up": s["id"], "closed": s["closed_reason"] or "open"}
-            rows.append({**base, "time": _local(s["detected_at"], tz), "event": "detected", "detail": ""})
+            unfollowed = s["closed_reason"] and not any(e["step_id"] for e in events) \
+                and s["closed_reason"] not in ("sent",)
+            rows.append({**base, "time": _local(s["detected_at"], tz), "event": "detected",
+                         "detail": f"not followed up: {s['closed_reason']}" if unfollowed else ""})
             for e in events:
                 if e["event"] != "detected":
                     rows.append({**base, "time": _local(e["at"], tz), "event": e["event"],
