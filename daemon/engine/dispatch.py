@@ -76,6 +76,10 @@ class Dispatcher:
                 closed = channel.feedback()
             except ChannelError as exc:
                 log.warning("cannot read back %s: %s", channel.backend, exc.reason)
+                if exc.outcome == "paused":   # refused us (a wrong password): its steps wait, the therapist is told
+                    self.paused.add(channel.backend)
+                    with self.store.transaction() as conn:
+                        self.store.report(conn, now, "paused", "", channel.backend, exc.reason)
                 continue
             for step_id, outcome in closed.items():
                 with self.store.transaction() as conn:
