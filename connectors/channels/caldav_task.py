@@ -93,6 +93,7 @@ class CaldavCallTask(Channel):
     medium = "call-task"
     idempotent = True
     Options = CaldavTaskOptions
+    _client: DavClient | None = None
 
     @property
     def opts(self) -> CaldavTaskOptions:
@@ -118,7 +119,7 @@ class CaldavCallTask(Channel):
         return p if p.is_absolute() else self.context.base_dir / p
 
     def _dav(self) -> DavClient:
-        if getattr(self, "_client", None) is None:
+        if self._client is None:
             password = None
             if self.opts.username:
                 try:
@@ -132,7 +133,7 @@ class CaldavCallTask(Channel):
         return self._client
 
     def close(self) -> None:
-        client, self._client = getattr(self, "_client", None), None
+        client, self._client = self._client, None
         if client is not None:
             client.close()
 
@@ -143,6 +144,7 @@ class CaldavCallTask(Channel):
             raise ChannelError("failed", "a call task needs an aware due time")
         state = self._state()
         collection = self._collection(state)
+        assert collection is not None
         uid = task_uid(message.step_id)
         url = collection + uid + ".ics"
         tasks = state.setdefault("tasks", {})
@@ -175,14 +177,17 @@ class CaldavCallTask(Channel):
         return _channel_error(exc)
 
     # -- the follow-ups collection -------------------------------------------------------
-    def _collection(self, state: dict[str, Any]) -> str:
-        """The calendar the tasks go to (cached; found or created on first use).  Raises ChannelError."""
+    def _collection(self, state: dict[str, Any], *, create: bool = True) -> str | None:
+        """The calendar the tasks go to (cached; found, or made when ``create``, on first use).
+        Raises ChannelError."""
         if state.get("collection") and state.get("for") == [self.opts.url, self.opts.item]:
             return str(state["collection"])
         try:
-            collection = self._find_or_make()
+            collection = self._find_or_make(create)
         except DavFailure as exc:
             raise _channel_error(exc) from None
+        if collection is None:
+            return None
         state.update({"for": [self.opts.url, self.opts.item], "collection": collection, "sync_token": "",
                       "mode": "sync"})
         for task in (state.get("tasks") or {}).values():
@@ -190,7 +195,7 @@ class CaldavCallTask(Channel):
         self._save(state)
         return collection
 
-    def _find_or_make(self) -> str:
+    def _find_or_make(self, create: bool) -> str | None:
         dav, url, comp = self._dav(), self.opts.url, COMPONENT[self.opts.item]
         found = dav.describe(url)
         if found is None:
@@ -202,6 +207,8 @@ class CaldavCallTask(Channel):
             raise DavFailure("config", f"{redact_url(url)} is not a collection: check [channels.phone] url")
         child = url + CHILD[self.opts.item]
         there = dav.describe(child)
+        if there is None and not create:
+            return None
         if there is None:
             dav.make_calendar(child, self.opts.calendar_name, comp)
             log.info("created the follow-ups calendar")
@@ -219,15 +226,16 @@ class CaldavCallTask(Channel):
     def feedback(self) -> dict[str, str]:
         """``{step_id: "reached" | "dismissed"}`` from the follow-ups calendar.  Raises ChannelError.
 
-        Nothing delivered yet (or the collection just reset): no request at all.
+        Nothing delivered yet: no request at all.
         """
         state = self._state()
         tasks: dict[str, Any] = state.get("tasks") or {}
         self._prune(tasks)
-        collection = state.get("collection")
-        if tasks and collection and state.get("for") == [self.opts.url, self.opts.item]:
+        if tasks:
+            collection = self._collection(state, create=False)
             try:
-                self._read_back(state, str(collection), tasks)
+                if collection is not None:
+                    self._read_back(state, collection, tasks)
             except DavFailure as exc:
                 if exc.kind == "not_found":
                     self._forget_collection(state)
