@@ -3,6 +3,7 @@ idempotent creates, read-back (reached, completed, deleted, moved), faults, and 
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
@@ -237,6 +238,77 @@ def test_expired_sync_token_starts_over(dav: RadicaleServer, tmp_path: Path) -> 
     state_file.write_text(json.dumps({**state, "sync_token": "http://radicale.org/ns/sync/bogus"}))
     dav.delete(cal, task_uid("step-2"))
     assert channel.feedback() == {"step-2": "dismissed"}
+
+
+def without_sync_collection(dav: RadicaleServer) -> None:
+    """Radicale as a server without RFC 6578 would answer: sync-collection refused."""
+    real = dav.app
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "REPORT":
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            if b"sync-collection" in body:
+                start_response("403 Forbidden", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+                return [b""]
+            environ["wsgi.input"] = io.BytesIO(body)
+        return real(environ, start_response)
+
+    dav.app = app
+
+
+def test_server_without_sync_tokens_costs_one_etag_listing(dav: RadicaleServer, tmp_path: Path) -> None:
+    cal = dav.make_calendar("ana", "follow-ups")
+    without_sync_collection(dav)
+    channel = make_channel(cal, tmp_path)
+    for n in (1, 2, 3):
+        channel.send(message(f"step-{n}"))
+    assert channel.feedback() == {}
+    for _ in range(2):
+        before = len(dav.requests)
+        assert channel.feedback() == {}
+        assert [r[0] for r in dav.requests[before:]] == ["PROPFIND"]
+    edit(dav, cal, "step-1", lambda c: set_prop(c, "summary", "Call Jane D. done"))
+    dav.delete(cal, task_uid("step-2"))
+    before = len(dav.requests)
+    assert channel.feedback() == {"step-1": "reached", "step-2": "dismissed"}
+    assert [r[0] for r in dav.requests[before:]] == ["PROPFIND", "REPORT"]      # the listing, one multiget
+
+
+def test_a_redirected_url_pauses_and_says_where(dav: RadicaleServer, tmp_path: Path) -> None:
+    cal = dav.make_calendar("ana", "follow-ups")
+    real = dav.app
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/old/":
+            start_response("301 Moved Permanently", [("Location", "/ana/follow-ups/"), ("Content-Length", "0")])
+            return [b""]
+        return real(environ, start_response)
+
+    dav.app = app
+    with pytest.raises(ChannelError) as err:
+        make_channel(f"{dav.url}/old/", tmp_path).send(message())
+    assert err.value.outcome == "paused" and "/ana/follow-ups/" in err.value.reason
+    assert not [r for r in dav.requests if r[0] == "PUT"]
+    assert make_channel(cal, tmp_path).send(message()).provider_id == task_uid("step-1")
+
+
+@pytest.mark.parametrize("status,outcome,wait", [("500 Internal Server Error", "retry", None),
+                                                ("503 Service Unavailable", "retry", 120.0),
+                                                ("415 Unsupported Media Type", "failed", None)])
+def test_put_answers(dav: RadicaleServer, tmp_path: Path, status: str, outcome: str, wait: float | None) -> None:
+    cal = dav.make_calendar("ana", "follow-ups")
+    real = dav.app
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "PUT":
+            start_response(status, [("Retry-After", "120"), ("Content-Length", "0")])
+            return [b""]
+        return real(environ, start_response)
+
+    dav.app = app
+    with pytest.raises(ChannelError) as err:
+        make_channel(cal, tmp_path).send(message())
+    assert (err.value.outcome, err.value.retry_after) == (outcome, wait)
 
 
 @pytest.mark.parametrize("item", ITEMS)

@@ -46,8 +46,8 @@ class DavFailure(Exception):
     ``kind``: ``down`` (no connection: nothing reached the server), ``lost`` (the
     request went out, the answer did not come back), ``auth`` (401), ``forbidden``,
     ``not_found``, ``conflict`` (409), ``precondition`` (412), ``rate`` (429/503),
-    ``server`` (other 5xx), ``refused`` (other 4xx), ``bad`` (an answer that is no
-    multistatus).  ``reason`` names the status and the kind, never server text.
+    ``server`` (other 5xx), ``refused`` (other 4xx), ``redirect`` (3xx: not followed, a
+    password is not sent on to another place), ``bad`` (an answer that is no multistatus).  ``reason`` names the status and the kind, never server text.
     """
 
     def __init__(self, kind: str, reason: str, *, status: int | None = None,
@@ -191,6 +191,10 @@ def _failure(method: str, resp: requests.Response) -> DavFailure:
             412: "precondition", 429: "rate", 503: "rate"}.get(status)
     if kind is None:
         kind = "server" if status >= 500 else "refused"
+    if 300 <= status < 400:
+        where = redact_url(urljoin(resp.url or "", resp.headers.get("Location", "")))
+        return DavFailure("redirect", f"HTTP {status} to {method}: the server sends it to {where}; "
+                                      "set [channels.phone] url to that", status=status)
     retry_after = None
     if kind == "rate":
         try:

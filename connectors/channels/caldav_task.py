@@ -185,7 +185,11 @@ class CaldavCallTask(Channel):
         try:
             collection = self._find_or_make(create)
         except DavFailure as exc:
-            raise _channel_error(exc) from None
+            error = _channel_error(exc)
+            if error.outcome == "failed":     # nothing to send is wrong yet: the url is; wait for a fix
+                error = ChannelError("paused", f"{exc.reason}: [channels.phone] url cannot be used as "
+                                               "a calendar for call tasks")
+            raise error from None
         if collection is None:
             return None
         state.update({"for": [self.opts.url, self.opts.item], "collection": collection, "sync_token": "",
@@ -333,7 +337,7 @@ def _channel_error(exc: DavFailure) -> ChannelError:
     if exc.kind == "forbidden":
         return ChannelError("paused", f"{exc.reason}: forbidden: the user may not write to "
                                       f"[channels.phone] url; check it and the secret '{SECRET}'")
-    if exc.kind == "config":
+    if exc.kind in ("config", "redirect"):
         return ChannelError("paused", exc.reason)
     if exc.kind == "rate":
         return ChannelError("retry", f"{exc.reason}: the server asks to wait", retry_after=exc.retry_after)
