@@ -33,22 +33,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors.calendars.caldav_sync import SECRET
 from connectors.calendars.google_api import write_private
 from connectors.channels.base import Channel, Message, Receipt
 from connectors.channels.caldav_dav import DavClient, DavFailure, path_of
 from connectors.channels.caldav_ics import call_task_ics, outcome_of
 from connectors.channels.calendar_task import _minutes, _seconds, _words, has_word
+from connectors.channels.mime import is_loopback
 from connectors.http import redact_url
 from daemon.config.fields import option
 from daemon.errors import ChannelError, SecretMissing
 
 log = logging.getLogger(__name__)
-SECRET = "caldav_password"
 STATE_FILE = "caldav-call-tasks.json"
 KEEP_DAYS = 120                     # a task this long past due is no longer read back
 CHILD = {"event": "welcomeback-follow-ups/", "todo": "welcomeback-follow-up-tasks/"}
 COMPONENT = {"event": "VEVENT", "todo": "VTODO"}
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -102,8 +102,8 @@ class CaldavCallTask(Channel):
     def check(self) -> list[str]:
         """Local problems only (no request is made): URL, TLS file, secret."""
         problems = []
-        host = urlsplit(self.opts.url).hostname
-        if self.opts.username and urlsplit(self.opts.url).scheme == "http" and host not in LOOPBACK:
+        host = urlsplit(self.opts.url).hostname or ""
+        if self.opts.username and urlsplit(self.opts.url).scheme == "http" and not is_loopback(host):
             problems.append("[channels.phone] caldav: url must be https: a password is sent only over https")
         if self.opts.ca_file and not self._ca_path().is_file():
             problems.append(f"[channels.phone] caldav: ca_file {self._ca_path()} not found")
