@@ -28,7 +28,7 @@ from daemon.client_files import load_directory
 from daemon.clients import Directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
-from daemon.engine import detect
+from daemon.engine import detect, hearing
 from daemon.engine.context import CycleContext
 from daemon.engine.health import CycleReport, Health, PollResult
 from daemon.engine.places import state_dir, store_url
@@ -76,6 +76,7 @@ class Engine:
         self.sources = {c.name: self._source(c) for c in config.calendars}
         self.email = self._channel(EMAIL_BACKENDS, config.email)
         self.phone = self._channel(PHONE_BACKENDS, config.phone)
+        self.inbox = hearing.inbox_for(config, secrets.lookup)
         self.context = CycleContext(config=config, store=self.store, directory=self.directory,
                                     templates=self.templates, email=self.email, phone=self.phone,
                                     clock=self.clock, worker=self.worker, is_dispatcher=self.is_dispatcher,
@@ -257,7 +258,15 @@ class Engine:
 
         if not self.is_dispatcher:
             return {}
+        if self.inbox is not None and hearing.anything_due(self.context, self.clock.now()):
+            self.hear()   # a client who answered minutes ago is not sent the next step
         return Dispatcher(self.context).run()
+
+    def hear(self) -> dict[str, int]:
+        """Read the practice inbox and apply what arrived (daemon.engine.hearing)."""
+        if self.inbox is None:
+            return {}
+        return dict(hearing.read_safely(self.context, self.inbox, self.clock.now()))
 
     def health(self) -> Health:
         now = self.clock.now()

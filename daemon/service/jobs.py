@@ -34,6 +34,9 @@ def build_scheduler(config: Config, engine: Any, job: Callable[..., None]) -> Ba
     scheduler.add_job(job, IntervalTrigger(seconds=DISPATCH_EVERY.total_seconds()),
                       args=(engine.dispatch,), id="dispatch", name="dispatch",
                       next_run_time=now + FIRST_DISPATCH_DELAY)
+    if config.inbox is not None and getattr(engine, "hear", None) is not None:
+        scheduler.add_job(job, IntervalTrigger(seconds=_seconds(config.inbox.poll_every.approx)),
+                          args=(engine.hear,), id="inbox", name="inbox", next_run_time=now)
     digest = getattr(engine, "send_digest", None)
     if config.digest.enabled and digest is not None:
         hour, minute = (int(part) for part in config.digest.at.split(":"))
