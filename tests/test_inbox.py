@@ -213,3 +213,58 @@ def test_tls_with_a_self_signed_ca(tmp_path: Path, imap: dovecot.Dovecot, securi
     imap.append(folder, REPLIES["plain reply"](mid, rt))
     assert p.once(local(2026, 11, 10, 10, 1)) == 0
     assert _steps(p, capsys) == [("sent", None), ("skipped", "replied")]
+
+
+class Crash(BaseException):
+    """The process dies here (not an Exception: nothing in the product may swallow it)."""
+
+
+def test_a_restart_mid_read_loses_and_repeats_nothing(tmp_path: Path, imap: dovecot.Dovecot,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from daemon.clock import FixedClock
+    from daemon.config import load
+    from daemon.engine.cycle import Engine
+
+    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch)
+    mid, rt = _first_step_sent(p)
+    imap.append(folder, NOT_ANSWERS["out of office"](mid))
+    imap.append(folder, REPLIES["plain reply"](mid, rt))
+    imap.append(folder, NOT_ANSWERS["vacation without headers"](mid))
+    engine = Engine(load(p.config), FixedClock(local(2026, 11, 5, 9)))
+    try:
+        assert engine.inbox is not None
+        engine.inbox.read(None)            # fetched, then the process died before recording anything
+        advances = []
+
+        def die_on_second_advance(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+            if "inbox_folders" in statement and statement.lstrip().upper().startswith(("UPDATE", "INSERT")):
+                advances.append(statement)
+                if len(advances) == 2:      # the out-of-office went through, then the reply
+                    raise Crash()
+
+        sa.event.listen(engine.store.engine, "before_cursor_execute", die_on_second_advance)
+        with pytest.raises(Crash):
+            engine.hear()
+        sa.event.remove(engine.store.engine, "before_cursor_execute", die_on_second_advance)
+        assert _audit(p).count("auto_reply") == 1 and "replied" not in _audit(p)
+        assert engine.hear() == {"replied": 1, "auto_reply": 1}    # the rest, once
+        assert engine.hear() == {}                                  # nothing again
+    finally:
+        engine.close()
+    events = _audit(p)
+    assert events.count("replied") == 1 and events.count("auto_reply") == 2
+    assert _steps(p, capsys) == [("sent", None), ("skipped", "replied")]
+
+
+def test_unmatched_mail_and_a_new_uidvalidity(tmp_path: Path, imap: dovecot.Dovecot,
+                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch)
+    mid, rt = _first_step_sent(p)
+    imap.append(folder, _plain("lee.fox@example.com", "ana@riverside.example", "Question", "Do you have time?"))
+    assert p.once(local(2026, 11, 9, 10)) == 0
+    imap.recreate(folder)                                  # the server renumbered the folder
+    imap.append(folder, REPLIES["plain reply"](mid, rt))
+    assert p.once(local(2026, 11, 10, 10, 1)) == 0
+    assert _steps(p, capsys) == [("sent", None), ("skipped", "replied")]
+    assert len(p.mails_to(JANE)) == 1

@@ -62,12 +62,13 @@ def read(ctx: CycleContext, inbox: ImapInbox, now: datetime) -> Counter[str]:
         log.warning("inbox folder UIDVALIDITY changed; re-reading the last %d days", ctx.config.detection.lookback.approx.days)
     counts: Counter[str] = Counter()
     for item in result.messages:
-        with ctx.store.transaction() as conn:
-            try:
-                outcome = apply(ctx, conn, parse(item.raw), now)
-            except Exception as exc:   # one unreadable message must not stop the inbox
-                log.warning("inbox message uid %d could not be read (%s); skipped", item.uid, type(exc).__name__)
-                outcome = "unreadable"
+        try:
+            inbound: Inbound | None = parse(item.raw)
+        except Exception as exc:   # one unreadable message must not stop the inbox
+            log.warning("inbox message uid %d could not be read (%s); skipped", item.uid, type(exc).__name__)
+            inbound = None
+        with ctx.store.transaction() as conn:   # what it did and the UID advance: one commit
+            outcome = apply(ctx, conn, inbound, now) if inbound is not None else "unreadable"
             inbox_store.advance(conn, account, s.folder, result.uidvalidity, item.uid, now)
         counts[outcome] += 1
     if not result.messages and (known is None or known[0] != result.uidvalidity):
