@@ -57,6 +57,7 @@ class Engine:
         self._file_lock: FileLock | None = None
         self._advisory: AdvisoryLock | None = None
         self.is_dispatcher = True
+        self._heard_at: datetime | None = None
         self.store = Store(store_url(config), dry_run=dry_run)
         try:
             if acquire_lock:
@@ -141,6 +142,8 @@ class Engine:
     def run_once(self) -> CycleReport:
         """Poll every calendar, then dispatch what is due."""
         report = CycleReport(polls=[self.poll_one(name) for name in self.sources])
+        if self.hears and self.is_dispatcher:
+            self.hear()
         report.dispatched = self.dispatch()
         return report
 
@@ -258,15 +261,22 @@ class Engine:
 
         if not self.is_dispatcher:
             return {}
-        if self.inbox is not None and hearing.anything_due(self.context, self.clock.now()):
+        now = self.clock.now()
+        fresh = self._heard_at is not None and abs((now - self._heard_at).total_seconds()) < 30
+        if self.hears and not fresh and hearing.anything_due(self.context, now):
             self.hear()   # a client who answered minutes ago is not sent the next step
         return Dispatcher(self.context).run()
 
+    @property
+    def hears(self) -> bool:
+        """Whether answers can be read back (an [inbox], or texts through Twilio)."""
+        return self.inbox is not None or hearing.sms_reader(self.context) is not None
+
     def hear(self) -> dict[str, int]:
-        """Read the practice inbox and apply what arrived (daemon.engine.hearing)."""
-        if self.inbox is None:
-            return {}
-        return dict(hearing.read_safely(self.context, self.inbox, self.clock.now()))
+        """Read the practice inbox and the texts to the practice; apply what arrived
+        (daemon.engine.hearing)."""
+        self._heard_at = self.clock.now()
+        return dict(hearing.hear_all(self.context, self.inbox, self._heard_at))
 
     def health(self) -> Health:
         now = self.clock.now()

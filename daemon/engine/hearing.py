@@ -24,6 +24,7 @@ from connectors.inbox.parse import Inbound, parse
 from daemon.config import Config
 from daemon.engine.context import CycleContext
 from daemon.engine.messages import message_id, step_token
+from daemon.errors import ChannelError
 from daemon.store import followups
 from daemon.store import inbox as inbox_store
 from daemon.store.tables import dt, sequences, steps, ts
@@ -91,6 +92,21 @@ def read_safely(ctx: CycleContext, inbox: ImapInbox, now: datetime) -> Counter[s
         with ctx.store.transaction() as conn:
             ctx.store.report(conn, now, "inbox", "", "", f"the practice inbox could not be read: {exc.reason}")
         return Counter({"error": 1})
+
+
+def hear_all(ctx: CycleContext, inbox: ImapInbox | None, now: datetime) -> Counter[str]:
+    """The inbox, then the texts (and uncertain texts settled); an unreadable source is
+    reported, never raised."""
+    counts: Counter[str] = read_safely(ctx, inbox, now) if inbox is not None else Counter()
+    reader = sms_reader(ctx)
+    if reader is not None:
+        try:
+            counts += hear_sms(ctx, reader, now)
+            counts += settle_uncertain(ctx, reader, now)
+        except ChannelError as exc:
+            log.warning("texts to the practice could not be read: %s", exc.reason)
+            counts["sms error"] += 1
+    return counts
 
 
 # -- matching ---------------------------------------------------------------------------------
@@ -162,16 +178,16 @@ def apply(ctx: CycleContext, conn: Any, item: Inbound, now: datetime) -> str:
     return _replied(ctx, conn, seq, step, now)
 
 
-def _replied(ctx: CycleContext, conn: Any, seq: Any, step: Any, now: datetime) -> str:
+def _replied(ctx: CycleContext, conn: Any, seq: Any, step: Any, now: datetime, *, how: str = "by email") -> str:
     if seq["closed_at"] is not None and seq["closed_reason"] == "replied":
         return "replied"
     rows = _steps_of(conn, seq["id"])
     skipped = followups.stop(conn, seq["id"], "replied", now) if seq["closed_at"] is None else 0
     ref = step or next((r for r in rows if r["state"] == "skipped" and r["reason"] == "replied"), None) or rows[-1]
     ctx.store.audit(conn, now, "replied", sequence_id=seq["id"], step_id=ref["id"],
-                    detail=f"the client answered by email; {skipped} later step(s) not sent")
+                    detail=f"the client answered {how}; {skipped} later step(s) not sent")
     ctx.store.report(conn, now, "replied", seq["calendar"], ref["id"],
-                     "the client answered by email; the follow-up stopped")
+                     f"the client answered {how}; the follow-up stopped")
     log.info("follow-up %s stopped: replied", seq["id"])
     return "replied"
 
@@ -189,3 +205,86 @@ def _bounced(ctx: CycleContext, conn: Any, seq: Any, step: Any, item: Inbound, n
     ctx.store.audit(conn, now, "bounced", sequence_id=seq["id"], step_id=step["id"] if step is not None else None,
                     detail=reason)
     return "bounced"
+
+
+# -- text messages (Twilio) --------------------------------------------------------------------
+SMS_SOURCE = "twilio-sms"
+
+
+def sms_reader(ctx: CycleContext) -> Any:
+    """The phone channel's reader of inbound messages (Twilio), else None."""
+    reader = getattr(ctx.phone, "reader", None)
+    return reader() if callable(reader) else None
+
+
+def hear_sms(ctx: CycleContext, reader: Any, now: datetime) -> Counter[str]:
+    """Text messages to the practice's number: a reply stops the client's follow-up, STOP opts
+    the client out of texts.  Each SID is applied once (recorded with its effect).
+    Raises ChannelError when Twilio cannot be read."""
+    since = now - ctx.config.detection.lookback.approx
+    with ctx.store.transaction() as conn:
+        known = inbox_store.position(conn, SMS_SOURCE, "inbound")
+    if known:
+        since = max(since, datetime.fromtimestamp(known[1], tz=now.tzinfo) - timedelta(days=1))
+    counts: Counter[str] = Counter()
+    newest = known[1] if known else 0
+    for item in reader.inbound(since):
+        with ctx.store.transaction() as conn:
+            if inbox_store.seen(conn, SMS_SOURCE, item.sid):
+                continue
+            outcome = _apply_sms(ctx, conn, item, now)
+            inbox_store.mark_seen(conn, SMS_SOURCE, item.sid, now)
+            newest = max(newest, int((item.at or now).timestamp()))
+            inbox_store.advance(conn, SMS_SOURCE, "inbound", 0, newest, now)
+        counts[f"sms {outcome}"] += 1
+    return counts
+
+
+def _apply_sms(ctx: CycleContext, conn: Any, item: Any, now: datetime) -> str:
+    clients = ctx.directory.by_phone(item.sender)
+    if len(clients) != 1:
+        return "unmatched"          # unknown, or a number several clients share: no guess
+    client = clients[0]
+    if item.kind == "stop":
+        flag = followups.client_flag(conn, client.id)
+        channels = set(filter(None, ((flag["opted_out_channels"] if flag else "") or "").split(","))) | {"sms"}
+        followups.set_client_flag(conn, client.id, opted_out_at=ts(now), opted_out_channels=",".join(sorted(channels)))
+        ctx.store.audit(conn, now, "opted_out", client_id=client.id, detail="the client texted STOP")
+        log.info("a client texted STOP: no more text messages to them")
+        return "stop"
+    if item.kind == "start":
+        return "start"
+    seq_id = followups.open_for_client(conn, client.id)
+    seq = followups.sequence(conn, seq_id) if seq_id else None
+    if seq is None or (item.at is not None and dt(seq["detected_at"]) > item.at):  # type: ignore[operator]
+        return "unmatched"
+    return _replied(ctx, conn, seq, None, now, how="by text message")
+
+
+def settle_uncertain(ctx: CycleContext, reader: Any, now: datetime) -> Counter[str]:
+    """``uncertain`` text messages looked up at Twilio: settled as sent or failed when Twilio
+    can tell, left to the therapist otherwise (never re-sent on a guess)."""
+    counts: Counter[str] = Counter()
+    with ctx.store.transaction() as conn:
+        rows = [r for r in followups.all_steps(conn) if r["state"] == "uncertain" and r["channel"] == "phone"]
+    for row in rows:
+        client = ctx.client_of(row["client_id"], row["client_name"], row["client_email"])
+        claimed = dt(row["claimed_at"])
+        if not client.phone or claimed is None:
+            continue
+        found = reader.settle(client.phone, claimed)
+        if found is None:
+            continue
+        state, detail = found
+        with ctx.store.transaction() as conn:
+            followups.finish(conn, row["id"], state, now, reason=None if state == "sent" else detail,
+                             provider_id=detail if state == "sent" else row["provider_id"])
+            ctx.store.resolve(conn, "uncertain", row["calendar"], row["id"])
+            if state == "failed":
+                ctx.store.report(conn, now, "failed", row["calendar"], row["id"], detail)
+            followups.close_if_done(conn, row["sequence_id"], now)
+            ctx.store.audit(conn, now, f"settled {state}", sequence_id=row["sequence_id"], step_id=row["id"],
+                            detail="looked up at Twilio")
+        log.info("step %s settled as %s (Twilio)", row["id"], state)
+        counts[f"settled {state}"] += 1
+    return counts

@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from daemon.store.tables import inbox_folders, ts, undeliverable
+from daemon.store.tables import inbox_folders, inbox_seen, ts, undeliverable
 
 
 def position(conn: Connection, account: str, folder: str) -> tuple[int, int] | None:
@@ -48,3 +48,16 @@ def is_undeliverable(conn: Connection, address: str | None) -> bool:
 
 def clear_undeliverable(conn: Connection, address: str) -> None:
     conn.execute(undeliverable.delete().where(undeliverable.c.address == address.strip().lower()))
+
+
+def seen(conn: Connection, source: str, ref: str) -> bool:
+    return conn.execute(sa.select(inbox_seen.c.ref).where(inbox_seen.c.source == source,
+                                                          inbox_seen.c.ref == ref)).first() is not None
+
+
+def mark_seen(conn: Connection, source: str, ref: str, now: datetime) -> None:
+    conn.execute(inbox_seen.insert().values(source=source, ref=ref, at=ts(now)))
+
+
+def forget_seen(conn: Connection, before: datetime) -> None:
+    conn.execute(inbox_seen.delete().where(inbox_seen.c.at < ts(before)))

@@ -147,6 +147,14 @@ undeliverable = sa.Table(
 )
 
 
+inbox_seen = sa.Table(
+    "inbox_seen", metadata,                    # inbound items read by id (Twilio message SIDs)
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("ref", sa.String(200), primary_key=True),
+    sa.Column("at", sa.String(40), nullable=False),
+)
+
+
 def ts(value: datetime | None) -> str | None:
     """A sortable UTC text form of an aware datetime."""
     if value is None:

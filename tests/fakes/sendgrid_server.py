@@ -44,7 +44,8 @@ class LoopbackServer:
     """A ThreadingHTTPServer on 127.0.0.1:0 with scripted replies and a request log."""
 
     def __init__(self) -> None:
-        self.requests: list[Recorded] = []
+        self.requests: list[Recorded] = []      # what was sent (POST)
+        self.reads: list[Recorded] = []         # what was only read (GET)
         self._script: list[Reply] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -81,7 +82,7 @@ class LoopbackServer:
 
     def _next(self, request: Recorded) -> Reply:
         with self._lock:
-            self.requests.append(request)
+            (self.reads if request.method == "GET" else self.requests).append(request)
             routed = self.route(request)
             if routed is not None:
                 return routed
@@ -105,6 +106,10 @@ class LoopbackServer:
                     server._release.wait(timeout=10)
                     self.close_connection = True
                     return
+                self._answer(reply)
+
+            def do_GET(self) -> None:
+                reply = server._next(Recorded("GET", self.path, dict(self.headers.items()), b""))
                 self._answer(reply)
 
             def _answer(self, reply: Reply) -> None:
