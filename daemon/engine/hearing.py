@@ -98,15 +98,36 @@ def hear_all(ctx: CycleContext, inbox: ImapInbox | None, now: datetime) -> Count
     """The inbox, then the texts (and uncertain texts settled); an unreadable source is
     reported, never raised."""
     counts: Counter[str] = read_safely(ctx, inbox, now) if inbox is not None else Counter()
+    if counts.get("replied"):
+        _note_call_tasks(ctx, now, "by email")
     reader = sms_reader(ctx)
     if reader is not None:
         try:
-            counts += hear_sms(ctx, reader, now)
+            sms = hear_sms(ctx, reader, now)
+            counts += sms
+            if sms.get("sms replied"):
+                _note_call_tasks(ctx, now, "by text")
             counts += settle_uncertain(ctx, reader, now)
         except ChannelError as exc:
             log.warning("texts to the practice could not be read: %s", exc.reason)
             counts["sms error"] += 1
     return counts
+
+
+def _note_call_tasks(ctx: CycleContext, now: datetime, how: str) -> None:
+    """Tell the therapist in the call task's calendar entry too, where there is one."""
+    note = getattr(ctx.phone, "note_answered", None)
+    if note is None:
+        return
+    with ctx.store.transaction() as conn:
+        rows = conn.execute(sa.select(steps.c.id).join(sequences, steps.c.sequence_id == sequences.c.id).where(
+            sequences.c.closed_reason == "replied", sequences.c.closed_at == ts(now), steps.c.channel == "phone",
+            steps.c.state == "sent")).all()
+    for (step_id,) in rows:
+        try:
+            note(step_id, how)
+        except ChannelError as exc:
+            log.warning("step %s: the call task could not be marked answered: %s", step_id, exc.reason)
 
 
 # -- matching ---------------------------------------------------------------------------------
