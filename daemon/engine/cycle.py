@@ -270,7 +270,8 @@ class Engine:
     @property
     def hears(self) -> bool:
         """Whether answers can be read back (an [inbox], or texts through Twilio)."""
-        return self.inbox is not None or hearing.sms_reader(self.context) is not None
+        return self.inbox is not None or hearing.sms_reader(self.context) is not None \
+            or callable(getattr(self.email, "reader", None))
 
     def hear(self) -> dict[str, int]:
         """Read the practice inbox and the texts to the practice; apply what arrived

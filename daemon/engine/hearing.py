@@ -100,6 +100,7 @@ def hear_all(ctx: CycleContext, inbox: ImapInbox | None, now: datetime) -> Count
     counts: Counter[str] = read_safely(ctx, inbox, now) if inbox is not None else Counter()
     if counts.get("replied"):
         _note_call_tasks(ctx, now, "by email")
+    counts += settle_email(ctx, now)
     reader = sms_reader(ctx)
     if reader is not None:
         try:
@@ -282,6 +283,38 @@ def _apply_sms(ctx: CycleContext, conn: Any, item: Any, now: datetime) -> str:
     return _replied(ctx, conn, seq, None, now, how="by text message")
 
 
+def settle_email(ctx: CycleContext, now: datetime) -> Counter[str]:
+    """``uncertain`` emails looked up by the email channel where it can tell (SendGrid's Email
+    Activity API); left to the therapist otherwise."""
+    reader = getattr(ctx.email, "reader", None)
+    if not callable(reader):
+        return Counter()
+    activity = reader()
+    with ctx.store.transaction() as conn:
+        rows = [r for r in followups.all_steps(conn) if r["state"] == "uncertain" and r["channel"] == "email"]
+    counts: Counter[str] = Counter()
+    for row in rows:
+        found = activity.settle(row["id"])
+        if found is not None:
+            _settle(ctx, row, found, now, "SendGrid")
+            counts[f"settled {found[0]}"] += 1
+    return counts
+
+
+def _settle(ctx: CycleContext, row: Any, found: tuple[str, str], now: datetime, where: str) -> None:
+    state, detail = found
+    with ctx.store.transaction() as conn:
+        followups.finish(conn, row["id"], state, now, reason=None if state == "sent" else detail,
+                         provider_id=detail if state == "sent" else row["provider_id"])
+        ctx.store.resolve(conn, "uncertain", row["calendar"], row["id"])
+        if state == "failed":
+            ctx.store.report(conn, now, "failed", row["calendar"], row["id"], detail)
+        followups.close_if_done(conn, row["sequence_id"], now)
+        ctx.store.audit(conn, now, f"settled {state}", sequence_id=row["sequence_id"], step_id=row["id"],
+                        detail=f"looked up at {where}")
+    log.info("step %s settled as %s (%s)", row["id"], state, where)
+
+
 def settle_uncertain(ctx: CycleContext, reader: Any, now: datetime) -> Counter[str]:
     """``uncertain`` text messages looked up at Twilio: settled as sent or failed when Twilio
     can tell, left to the therapist otherwise (never re-sent on a guess)."""
@@ -294,18 +327,7 @@ def settle_uncertain(ctx: CycleContext, reader: Any, now: datetime) -> Counter[s
         if not client.phone or claimed is None:
             continue
         found = reader.settle(client.phone, claimed)
-        if found is None:
-            continue
-        state, detail = found
-        with ctx.store.transaction() as conn:
-            followups.finish(conn, row["id"], state, now, reason=None if state == "sent" else detail,
-                             provider_id=detail if state == "sent" else row["provider_id"])
-            ctx.store.resolve(conn, "uncertain", row["calendar"], row["id"])
-            if state == "failed":
-                ctx.store.report(conn, now, "failed", row["calendar"], row["id"], detail)
-            followups.close_if_done(conn, row["sequence_id"], now)
-            ctx.store.audit(conn, now, f"settled {state}", sequence_id=row["sequence_id"], step_id=row["id"],
-                            detail="looked up at Twilio")
-        log.info("step %s settled as %s (Twilio)", row["id"], state)
-        counts[f"settled {state}"] += 1
+        if found is not None:
+            _settle(ctx, row, found, now, "Twilio")
+            counts[f"settled {found[0]}"] += 1
     return counts

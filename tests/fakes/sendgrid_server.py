@@ -152,9 +152,20 @@ def hang() -> Reply:
 
 
 class FakeSendGrid(LoopbackServer):
-    """``POST /v3/mail/send``; anything else is a 404."""
+    """``POST /v3/mail/send``; ``GET /v3/messages`` (Email Activity) when ``activity`` is set
+    (else 403, as for an account without the add-on); anything else is a 404."""
+
+    activity: list[dict[str, Any]] | None = None    # messages the Email Activity API knows
 
     def route(self, request: Recorded) -> Reply | None:
+        if request.method == "GET" and request.path.startswith("/v3/messages"):
+            if self.activity is None:
+                return error(403, "access forbidden")
+            from urllib.parse import parse_qs, urlsplit
+
+            query = parse_qs(urlsplit(request.path).query).get("query", [""])[0]
+            found = [m for m in self.activity if f"=\"{m['step']}\"" in query]
+            return Reply(200, {"messages": [{k: v for k, v in m.items() if k != "step"} for m in found]})
         if request.path != "/v3/mail/send":
             return error(404, "not found")
         return None
