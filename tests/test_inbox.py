@@ -57,11 +57,14 @@ _folders = iter(range(1, 10_000))
 
 
 def practice_with_inbox(tmp_path: Path, imap: dovecot.Dovecot, monkeypatch: pytest.MonkeyPatch, *,
-                        security: str = "none") -> tuple[Practice, str]:
+                        security: str = "none", two_emails: bool = True) -> tuple[Practice, str]:
     folder = f"t{next(_folders)}"
     port = imap.tls_port if security == "tls" else imap.port
     ca = f'ca_file = "{imap.ca_file}"' if security != "none" else ""
-    p = make_practice(tmp_path / "practice", extra=CADENCE.format(port=port, security=security, folder=folder, ca=ca))
+    extra = CADENCE.format(port=port, security=security, folder=folder, ca=ca)
+    if not two_emails:
+        extra = extra[extra.index("[inbox]"):]
+    p = make_practice(tmp_path / "practice", extra=extra)
     (p.root / "clients.csv").write_text((p.root / "clients.csv").read_text().replace(
         "Jane Doe,Janie,", f"Jane Doe,Janie;{ALIAS},"))
     monkeypatch.setenv("WELCOMEBACK_IMAP_PASSWORD", dovecot.PASSWORD)
@@ -203,6 +206,19 @@ def test_a_bounce_fails_the_step_and_no_more_email_goes_there(tmp_path: Path, im
     with engine.connect() as conn:
         assert [r.address for r in conn.execute(sa.select(undeliverable))] == [JANE]
     engine.dispose()
+
+
+def test_a_bounced_call_task_to_the_therapist_marks_no_client(tmp_path: Path, imap: dovecot.Dovecot,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch, two_emails=False)
+    jane_no_show(p)
+    p.once(local(2026, 11, 4, 11))
+    (task,) = p.mails_to("ana@riverside.example")
+    imap.append(folder, _dsn(email.message_from_string(task)["Message-ID"], "ana@riverside.example"))
+    assert p.once(local(2026, 11, 10, 10, 1)) == 0
+    assert [s for s, _ in _steps(p, capsys)] == ["sent", "sent"]
+    assert len(p.mails_to(JANE)) == 1
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])

@@ -196,8 +196,10 @@ class SendGridActivity:
         """("sent", msg_id) when SendGrid has the message, ("failed", why) when it says it was
         not delivered, None when it cannot tell (no add-on, not found, unreadable): the step is
         then left to the therapist, never re-sent on a guess."""
-        from python_http_client import exceptions as http_errors
-
+        try:
+            from python_http_client import exceptions as http_errors
+        except ImportError:
+            return None
         query = f"unique_args['{STEP_ARG}']=\"{step_id}\""
         try:
             response = self.channel._client().client.messages.get(query_params={"query": query, "limit": 10})

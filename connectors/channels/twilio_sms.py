@@ -281,9 +281,12 @@ class TwilioInbound:
         return "sent", str(m.sid)
 
     def _list(self, **filters: Any) -> list[Any]:
-        from twilio.base.exceptions import TwilioRestException
+        try:
+            from twilio.base.exceptions import TwilioRestException
 
-        client = self.channel._client()
+            client = self.channel._client()
+        except ImportError:
+            raise ChannelError("held", "the twilio library cannot be imported", hold="missing_library") from None
         client.http_client = _http_client(self.channel.options.timeout, quiet=True)
         try:
             return list(client.messages.list(limit=200, **filters))

@@ -276,6 +276,8 @@ class Engine:
     def hear(self) -> dict[str, int]:
         """Read the practice inbox and the texts to the practice; apply what arrived
         (daemon.engine.hearing)."""
+        if not self.is_dispatcher:
+            return {}     # one replica applies what arrived (the one that dispatches)
         self._heard_at = self.clock.now()
         return dict(hearing.hear_all(self.context, self.inbox, self._heard_at))
 

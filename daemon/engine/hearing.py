@@ -216,11 +216,16 @@ def _replied(ctx: CycleContext, conn: Any, seq: Any, step: Any, now: datetime, *
 
 def _bounced(ctx: CycleContext, conn: Any, seq: Any, step: Any, item: Inbound, now: datetime) -> str:
     addresses = _addresses(ctx, seq)
-    failed = [a for a in item.failed if a in addresses] or sorted(addresses)[:1]
+    email_step = step is not None and step["channel"] == "email"
+    failed = [a for a in item.failed if a in addresses]
+    if not item.failed and email_step and not failed:
+        client = ctx.directory.by_id(seq["client_id"])
+        failed = [(client.email if client and client.email else seq["client_email"] or "").lower()]
+    failed = [a for a in failed if a]      # a bounce of the therapist's own call task marks no client
     reason = f"bounced: {item.reason}; check the client's email address"
     for address in failed:
         inbox_store.mark_undeliverable(conn, address, step["id"] if step is not None else None, item.reason, now)
-    if step is not None and step["channel"] == "email" and step["state"] in ("sent", "uncertain"):
+    if email_step and (failed or not item.failed) and step["state"] in ("sent", "uncertain"):
         followups.finish(conn, step["id"], "failed", now, reason=reason, provider_id=step["provider_id"])
         ctx.store.report(conn, now, "failed", seq["calendar"], step["id"], reason)
         log.warning("step %s failed: the email bounced", step["id"])
