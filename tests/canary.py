@@ -24,7 +24,7 @@ import traceback
 from typing import Any
 
 PEOPLE: list[tuple[str, ...]] = [
-    ("Jane Doe", "Jane", "Doe", "Janie", "jane.doe@example.com", "+1 555 010 0201"),
+    ("Jane Doe", "Jane", "Doe", "Janie", "jane.doe@example.com", "jd.home@example.net", "+1 555 010 0201"),
     ("Omar Haddad", "Omar", "Haddad", "omar.h@example.org", "+1 555 010 0202"),
     ("Rosa Lind", "Rosa", "Lind", "rosa.lind@example.net", "+1 555 010 0203"),
     ("Chris Park", "chris.park@example.com", "c.park@example.org", "+1 555 010 0204", "+1 555 010 0205"),

@@ -83,6 +83,11 @@ def _channels(cfg: Config) -> list[str]:
             out.append(f"{cfg.path}: backend '{ch.backend}' needs an extra package ({exc.name})")
         except UserError as exc:
             out.append(str(exc))
+    if cfg.inbox is not None:
+        try:
+            secrets.lookup("imap_password")
+        except UserError as exc:
+            out.append(f"{cfg.path}: [inbox]: {exc}")
     return out
 
 

@@ -16,6 +16,7 @@ from daemon.config.sections import (
     Detection,
     Digest,
     EmailCommon,
+    Inbox,
     PhoneCommon,
     Practice,
     Retention,
@@ -25,4 +26,4 @@ from daemon.config.sections import (
     Templates,
 )
 
-__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Safety", "Templates", "Config"]
+__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Safety", "Templates", "Inbox", "Config"]

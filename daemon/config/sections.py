@@ -253,6 +253,27 @@ class Retention:
 
 
 @dataclass
+class Inbox:
+    host: str = option(doc="IMAP server.", example="imap.example.org")
+    username: str = option(doc="The mailbox login.", example="ana@riverside.example")
+    backend: str = option("imap", doc="How the practice inbox is read (read-only; secret imap_password).",
+                          choices=("imap",))
+    port: int = option(993, doc="IMAP port (993 for tls, 143 for starttls).")
+    security: str = option("tls", doc="tls | starttls | none (none only for a loopback host).",
+                           choices=("tls", "starttls", "none"))
+    ca_file: str = option("", doc="Optional CA certificate (PEM) to trust, relative to this file.")
+    folder: str = option("INBOX", doc="The folder replies arrive in.")
+    poll_every: Duration = option(default_factory=lambda: parse_duration("5 minutes"), parse=_duration,
+                                  doc="How often the inbox is read (it is also read right before a step "
+                                      "to a client who may have answered).")
+    timeout: Duration = option(default_factory=lambda: parse_duration("30s"), parse=_duration,
+                               doc="Network timeout for one IMAP command.")
+    plus_address: bool = option(False, doc="Give each email a Reply-To like you+wb-TOKEN@domain so a "
+                                           "reply is matched even when headers are rewritten (the "
+                                           "mailbox must deliver plus addresses).")
+
+
+@dataclass
 class Templates:
     folder: str = option("templates", doc="The therapist's templates, relative to this file "
                                           "(defaults are copied there on first use).")
@@ -283,6 +304,7 @@ class Config:
     templates: Templates
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     safety: Safety = field(default_factory=Safety)
+    inbox: Inbox | None = None
 
     @property
     def base_dir(self) -> Path:

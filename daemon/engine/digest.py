@@ -39,7 +39,7 @@ from daemon.store.tables import calendars, dt, meta, reports, sequences, steps, 
 
 log = logging.getLogger(__name__)
 KEY = "digest_last"
-ATTENTION = ("failed", "uncertain", "too_late", "paused", "ambiguous", "degraded", "template")
+ATTENTION = ("failed", "uncertain", "too_late", "paused", "ambiguous", "degraded", "template", "replied", "inbox")
 STANDING = ("template",)   # shown every day until resolved: the steps using it are held
 REPEAT_WINDOW = timedelta(days=60)
 LABELS = {"no_show": "not attended", "late_cancel": "cancelled at short notice", "cancelled": "cancelled"}

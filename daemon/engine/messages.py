@@ -16,8 +16,18 @@ from daemon.templating.templates import Templates, babel_locale, context_for, re
 def message_id(step_id: str, sender: str) -> str:
     """Deterministic per step, so a provider or mail server can spot a repeat."""
     domain = sender.rsplit("@", 1)[-1] if "@" in sender else "welcomeback.invalid"
-    digest = hashlib.sha256(step_id.encode()).hexdigest()[:10]
-    return f"<wb-{step_id}-{digest}@{domain}>"
+    return f"<wb-{step_id}-{step_token(step_id)}@{domain}>"
+
+
+def step_token(step_id: str) -> str:
+    """The per-step token carried in the Message-ID and, with ``[inbox] plus_address``, in the
+    Reply-To (``local+wb-TOKEN@domain``), so a reply is matched when headers are rewritten."""
+    return hashlib.sha256(step_id.encode()).hexdigest()[:10]
+
+
+def plus_address(address: str, step_id: str) -> str:
+    local, at, domain = address.rpartition("@")
+    return f"{local.split('+', 1)[0]}+wb-{step_token(step_id)}@{domain}" if at else address
 
 
 def contact_missing(channel: Channel, client: Client) -> bool:
@@ -50,8 +60,11 @@ def build_for(step: Any, client: Client, medium: str, config: Config, templates:
                                 audience="therapist" if medium == "call-task" else "client",
                                 language=client.language)
     sender = config.email.common.sender
+    reply_to = config.email.common.reply_to or p.therapist_email
+    if medium == "email" and config.inbox is not None and config.inbox.plus_address:
+        reply_to = plus_address(reply_to, step["id"])
     base = dict(step_id=step["id"], sequence_id=step["sequence_id"], message_id=message_id(step["id"], sender),
-                due_at=dt(step["due_at"]), reply_to=config.email.common.reply_to or p.therapist_email)
+                due_at=dt(step["due_at"]), reply_to=reply_to)
     if medium == "call-task":
         local = session_start.astimezone(p.timezone)
         header = (f"Client: {client.name}\nPhone: {readable_phone(client.phone, region) or 'none on file'}\n"

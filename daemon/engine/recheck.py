@@ -19,6 +19,7 @@ from daemon.engine.cadence import gap_before
 from daemon.engine.context import CycleContext
 from daemon.model import OPEN_STATES, Client
 from daemon.store import followups
+from daemon.store import inbox as inbox_store
 from daemon.store import sessions as session_store
 from daemon.store.tables import calendars, dt, ts
 
@@ -111,6 +112,8 @@ class Recheck:
     def _channel_limits(self, conn: Any, step: Any, client: Client, channel: Channel, now: datetime) -> str | None:
         if messages.contact_missing(channel, client):
             return "no_contact_details"
+        if channel.medium == "email" and inbox_store.is_undeliverable(conn, client.email):
+            return "no_contact_details"   # a bounce said the address cannot receive mail
         if channel.medium == "sms" and self._over_sms_cap(conn, client, now):
             log.info("step %s held: the client's text-message limit is reached", step["id"])
             return HOLD

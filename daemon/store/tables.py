@@ -152,6 +152,33 @@ notices = sa.Table(
 )
 
 
+inbox_folders = sa.Table(
+    "inbox_folders", metadata,                 # how far each inbox folder was read
+    sa.Column("account", sa.String(300), primary_key=True),
+    sa.Column("folder", sa.String(300), primary_key=True),
+    sa.Column("uidvalidity", sa.BigInteger, nullable=False),
+    sa.Column("last_uid", sa.BigInteger, nullable=False),
+    sa.Column("read_at", sa.String(40)),
+)
+
+
+undeliverable = sa.Table(
+    "undeliverable", metadata,                 # addresses a bounce said cannot receive mail
+    sa.Column("address", sa.String(320), primary_key=True),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("step_id", sa.String(48)),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+)
+
+
+inbox_seen = sa.Table(
+    "inbox_seen", metadata,                    # inbound items read by id (Twilio message SIDs)
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("ref", sa.String(200), primary_key=True),
+    sa.Column("at", sa.String(40), nullable=False),
+)
+
+
 def ts(value: datetime | None) -> str | None:
     """A sortable UTC text form of an aware datetime."""
     if value is None:
