@@ -14,7 +14,8 @@ from daemon.errors import SecretMissing, UserError
 
 log = logging.getLogger(__name__)
 SERVICE = "welcomeback"
-KNOWN = ("google_token", "google_client", "sendgrid_api_key", "smtp_password", "twilio_auth_token", "caldav_password")
+KNOWN = ("google_token", "google_client", "sendgrid_api_key", "smtp_password", "twilio_auth_token", "caldav_password",
+         "imap_password")
 
 
 def _env_name(name: str) -> str:

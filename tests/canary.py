@@ -24,7 +24,7 @@ import traceback
 from typing import Any
 
 PEOPLE: list[tuple[str, ...]] = [
-    ("Jane Doe", "Jane", "Doe", "Janie", "jane.doe@example.com", "+1 555 010 0201"),
+    ("Jane Doe", "Jane", "Doe", "Janie", "jane.doe@example.com", "jd.home@example.net", "+1 555 010 0201"),
     ("Omar Haddad", "Omar", "Haddad", "omar.h@example.org", "+1 555 010 0202"),
     ("Rosa Lind", "Rosa", "Lind", "rosa.lind@example.net", "+1 555 010 0203"),
     ("Chris Park", "chris.park@example.com", "c.park@example.org", "+1 555 010 0204", "+1 555 010 0205"),
@@ -35,6 +35,8 @@ PEOPLE: list[tuple[str, ...]] = [
     ("Zephyrine Quillfeather", "Zephyrine", "Quillfeather", "Zephy", "zq.canary@example.com", "+1 555 010 4477"),
     ("Lee Fox", "lee.fox@example.com"),
     ("Alex New", "new.person@example.net"),
+    ("Lucía Fernández", "Lucía", "Lucia", "Fernández", "lucia.f@example.org", "+1 555 010 0207"),
+    ("Dana Whitlock", "Dana", "Whitlock", "+1 555 010 0299"),     # an emergency contact
 ]
 # Loggers of the loopback test servers (not the product): what they log is not a leak.
 TEST_SERVERS = ("mail.log", "aiosmtpd", "radicale", "tests")

@@ -154,3 +154,18 @@ def test_fake_refuses_unsafe_writes(tmp_path: Path) -> None:
         with pytest.raises(GoogleFailure):
             client.call(lambda svc: svc.events().insert(calendarId="primary", body={"summary": "x"}))
         assert len(fake.violations) == 2 and fake.get("sess1")["summary"] == "Session"
+
+
+def test_a_call_task_is_marked_when_the_client_answered(fake: FakeGoogleCalendar, tmp_path: Path) -> None:
+    session = fake.add_event("sess1", start=NOW - timedelta(hours=1))
+    before = fake.get(session)
+    channel = make_channel(fake, tmp_path)
+    channel.send(message())
+    cal = next(c for c in fake.calendars if c != "primary")
+    assert channel.note_answered("step-1", "by email") is True
+    assert fake.get(task_event_id("step-1"), cal)["summary"] == "Answered by email: Call Jane D."
+    assert channel.note_answered("step-1", "by email") is True          # once only
+    assert fake.get(task_event_id("step-1"), cal)["summary"] == "Answered by email: Call Jane D."
+    assert channel.feedback() == {}                                     # not taken for "reached"
+    assert channel.note_answered("step-unknown", "by email") is False
+    assert fake.get(session) == before

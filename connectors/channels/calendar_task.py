@@ -7,8 +7,9 @@ missing).  The event id is derived from the step id, so a second hand-off of
 the same step finds it already there (409) instead of making a second task.
 ``feedback`` reads that calendar back: a task whose title gained a reached
 word means the client was reached; a deleted task dismisses the sequence.
-This channel only ever inserts into its own calendar: it never modifies an
-event, so it can never touch a client's session.
+This channel only ever writes into its own calendar: besides inserting, its one edit is
+``note_answered`` prefixing one of its own call tasks' titles when the client answered, so
+it can never touch a client's session.
 """
 
 from __future__ import annotations
@@ -152,6 +153,29 @@ class CalendarCallTask(Channel):
                 "visibility": "private", "reminders": {"useDefault": True},
                 "extendedProperties": {"private": {"welcomeback_step": message.step_id,
                                                    "welcomeback_sequence": message.sequence_id}}}
+
+    def note_answered(self, step_id: str, how: str) -> bool:
+        """Prefix the step's call task title with ``Answered {how}:`` (the client wrote back, the
+        follow-up stopped); True when the task was there.  Raises ChannelError."""
+        try:
+            calendar_id = self._calendar_id(create=False)
+            if calendar_id is None:
+                return False
+            event_id = task_event_id(step_id)
+            task = self._client().call(lambda svc: svc.events().get(calendarId=calendar_id, eventId=event_id))
+            prefix = f"Answered {how}:"
+            summary = str(task.get("summary") or "")
+            if task.get("status") == "cancelled" or summary.startswith(prefix):
+                return task.get("status") != "cancelled"
+            self._client().call(lambda svc: svc.events().patch(
+                calendarId=calendar_id, eventId=event_id, sendUpdates="none",
+                body={"summary": f"{prefix} {summary}"}))
+        except GoogleFailure as exc:
+            if exc.kind == "not_found":
+                return False
+            raise _channel_error(exc, sent=False) from None
+        log.info("step %s: call task marked answered", step_id)
+        return True
 
     # -- the follow-ups calendar ---------------------------------------------------------
     def _calendar_id(self, *, create: bool) -> str | None:

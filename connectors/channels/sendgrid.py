@@ -113,6 +113,10 @@ class SendGridChannel(Channel):
         log.info("step %s: accepted by SendGrid", message.step_id)
         return Receipt(provider_id=provider_id, detail="accepted by SendGrid (202)")
 
+    def reader(self) -> "SendGridActivity":
+        """Settling uncertain steps from the Email Activity API (daemon.engine.hearing)."""
+        return SendGridActivity(self)
+
     def _client(self) -> Any:
         """A SendGrid client for ``api_base``; without a key the step is held (nothing sent)."""
         from sendgrid import SendGridAPIClient
@@ -179,6 +183,41 @@ class SendGridChannel(Channel):
         except ValueError:
             pass
         return DEFAULT_WAIT
+
+
+class SendGridActivity:
+    """The Email Activity API (an add-on of some SendGrid plans): where the account has it, an
+    ``uncertain`` step is looked up by its marker (the step id in ``custom_args``)."""
+
+    def __init__(self, channel: SendGridChannel) -> None:
+        self.channel = channel
+
+    def settle(self, step_id: str) -> tuple[str, str] | None:
+        """("sent", msg_id) when SendGrid has the message, ("failed", why) when it says it was
+        not delivered, None when it cannot tell (no add-on, not found, unreadable): the step is
+        then left to the therapist, never re-sent on a guess."""
+        try:
+            from python_http_client import exceptions as http_errors
+        except ImportError:
+            return None
+        query = f"unique_args['{STEP_ARG}']=\"{step_id}\""
+        try:
+            response = self.channel._client().client.messages.get(query_params={"query": query, "limit": 10})
+            found = json.loads(response.body or b"{}").get("messages") or []
+        except http_errors.HTTPError as exc:
+            log.debug("step %s: Email Activity not available (%s)", step_id, exc.status_code)
+            return None
+        except Exception as exc:
+            log.debug("step %s: Email Activity not readable (%s)", step_id, type(exc).__name__)
+            return None
+        if len(found) != 1:
+            return None
+        status = str(found[0].get("status") or "")
+        if status == "delivered":
+            return "sent", str(found[0].get("msg_id") or "")
+        if status == "not_delivered":
+            return "failed", "SendGrid says the email was not delivered"
+        return None
 
 
 def _transport_error(exc: Exception) -> ChannelError:

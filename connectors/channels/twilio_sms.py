@@ -122,6 +122,10 @@ class TwilioSmsChannel(Channel):
             return [f"[channels.phone] backend twilio-sms: {exc}"]
         return []
 
+    def reader(self) -> TwilioInbound:
+        """Inbound messages and settling uncertain steps (daemon.engine.hearing)."""
+        return TwilioInbound(self)
+
     def deliver(self, message: Message) -> Receipt:
         """Create the Message; 201 → Receipt(SID).  Raises ChannelError."""
         to = self._precheck(message)
@@ -222,9 +226,84 @@ class TwilioSmsChannel(Channel):
         return client
 
 
-def _http_client(timeout: float) -> Any:
+@dataclass(frozen=True)
+class InboundSms:
+    """A text message to the practice's number: who sent it and what it means, never its body
+    (``kind``: ``stop`` for STOP/UNSUBSCRIBE…, ``start`` for START/UNSTOP, else ``reply``)."""
+
+    sid: str
+    sender: str
+    kind: str
+    at: datetime | None
+
+
+STOP_WORDS = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT")
+START_WORDS = ("START", "UNSTOP", "YES")
+UNDELIVERED = ("failed", "undelivered", "canceled")
+
+
+def _meaning(body: str) -> str:
+    word = re.sub(r"[^A-Z]", "", (body or "").strip().upper())
+    return "stop" if word in STOP_WORDS else "start" if word in START_WORDS else "reply"
+
+
+class TwilioInbound:
+    """Reading back from Twilio's Messages list (polling; no public webhook needed)."""
+
+    def __init__(self, channel: "TwilioSmsChannel") -> None:
+        self.channel = channel
+
+    def inbound(self, since: datetime) -> list[InboundSms]:
+        """Messages to the practice's number sent after ``since``, oldest first; raises
+        ChannelError.  Without a ``from_number`` (a Messaging Service) there is no one number."""
+        number = self.channel.options.from_number
+        if not number:
+            return []
+        found = self._list(to=number, date_sent_after=since)
+        items = [InboundSms(m.sid, m.from_ or "", _meaning(m.body or ""), m.date_sent) for m in found
+                 if (m.direction or "").startswith("inbound")]
+        return sorted(items, key=lambda m: (m.at or since, m.sid))
+
+    def settle(self, to: str, claimed_at: datetime, window: timedelta = timedelta(minutes=15)) -> tuple[str, str] | None:
+        """An ``uncertain`` step's SMS looked up by its marker (our number, the client's number and
+        the time of the hand-off): ("sent", SID) when Twilio has it, ("failed", why) when Twilio
+        says it was not delivered, None when Twilio does not tell (never a guess)."""
+        sender = self.channel.options.from_number
+        found = [m for m in self._list(to=_e164(to), date_sent_after=claimed_at - timedelta(minutes=1),
+                                       date_sent_before=claimed_at + window)
+                 if (m.direction or "").startswith("outbound") and (not sender or m.from_ == sender)
+                 and m.date_sent is not None and claimed_at - timedelta(minutes=1) <= m.date_sent <= claimed_at + window]
+        if len(found) != 1:
+            return None
+        m = found[0]
+        if m.status in UNDELIVERED:
+            return "failed", f"Twilio says the SMS was not delivered ({m.status}, error {m.error_code})"
+        return "sent", str(m.sid)
+
+    def _list(self, **filters: Any) -> list[Any]:
+        try:
+            from twilio.base.exceptions import TwilioRestException
+
+            client = self.channel._client()
+        except ImportError:
+            raise ChannelError("held", "the twilio library cannot be imported", hold="missing_library") from None
+        client.http_client = _http_client(self.channel.options.timeout, quiet=True)
+        try:
+            return list(client.messages.list(limit=200, **filters))
+        except TwilioRestException as exc:
+            raise ChannelError("retry", f"Twilio {exc.status} error {exc.code} listing messages") from None
+        except Exception as exc:
+            raise ChannelError("retry", f"cannot list Twilio messages ({type(exc).__name__})") from None
+
+
+LOOKUP_LOG = logging.getLogger(__name__ + ".lookup")
+LOOKUP_LOG.setLevel(logging.WARNING)   # the library logs a list's query (phone numbers) at INFO
+
+
+def _http_client(timeout: float, *, quiet: bool = False) -> Any:
     """The library's own HTTP client, remembering the last response's headers
-    (TwilioRestException does not carry them; 429/503 need Retry-After)."""
+    (TwilioRestException does not carry them; 429/503 need Retry-After).  ``quiet``: for
+    list reads, whose query parameters (numbers) the library would log."""
     from twilio.http.http_client import TwilioHttpClient
 
     class HeaderKeepingClient(TwilioHttpClient):
@@ -236,7 +315,7 @@ def _http_client(timeout: float) -> Any:
             self.last_headers = {k.lower(): v for k, v in (response.headers or {}).items()}
             return response
 
-    return HeaderKeepingClient(timeout=timeout, logger=logging.getLogger(__name__ + ".http"))
+    return HeaderKeepingClient(timeout=timeout, logger=LOOKUP_LOG if quiet else logging.getLogger(__name__ + ".http"))
 
 
 def _transport_error(exc: Exception) -> ChannelError:

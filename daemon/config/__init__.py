@@ -16,12 +16,14 @@ from daemon.config.sections import (
     Detection,
     Digest,
     EmailCommon,
+    Inbox,
     PhoneCommon,
     Practice,
     Retention,
+    Safety,
     StepSpec,
     Store,
     Templates,
 )
 
-__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Templates", "Config"]
+__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Safety", "Templates", "Inbox", "Config"]

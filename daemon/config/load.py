@@ -25,9 +25,11 @@ from daemon.config.sections import (
     Detection,
     Digest,
     EmailCommon,
+    Inbox,
     PhoneCommon,
     Practice,
     Retention,
+    Safety,
     StepSpec,
     Store,
     Templates,
@@ -35,7 +37,7 @@ from daemon.config.sections import (
 from daemon.errors import ConfigError
 
 TOP_LEVEL = ("practice", "store", "calendars", "clients", "detection", "cadence", "channels",
-             "digest", "retention", "templates")
+             "digest", "retention", "templates", "safety", "inbox")
 
 
 def load(path: Path) -> Config:
@@ -79,15 +81,36 @@ def parse(data: dict[str, Any], path: Path, problems: Problems) -> Config | None
     digest = build(Digest, data.get("digest", {}), "digest", problems)
     retention = build(Retention, data.get("retention", {}), "retention", problems)
     templates = build(Templates, data.get("templates", {}), "templates", problems)
+    safety = build(Safety, data.get("safety", {}), "safety", problems)
+    inbox = _inbox(data["inbox"], problems) if "inbox" in data else None
     if digest is not None and not _is_hhmm(digest.at):
         problems.add("digest", "at", f"'{digest.at}' is not a time like 07:30")
     parts = [practice, store, calendars, clients, detection, cadence, email, phone, digest,
-             retention, templates]
+             retention, templates, safety]
     if any(p is None for p in parts) or problems.items:
         return None
     assert calendars is not None and cadence is not None
     return Config(path, practice, store, calendars, clients, detection, cadence, email, phone,
-                  dry_run, digest, retention, templates, raw=data)
+                  dry_run, digest, retention, templates, raw=data, safety=safety, inbox=inbox)
+
+
+def _inbox(data: Any, problems: Problems) -> Inbox | None:
+    inbox = build(Inbox, data, "inbox", problems)
+    if inbox is not None and inbox.security == "none" and not is_loopback(inbox.host):
+        problems.add("inbox", "security", f"\"none\" sends the password in the clear; it is allowed only "
+                     f"for a loopback host, not '{inbox.host}' (use tls or starttls)")
+    return inbox
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_hhmm(text: str) -> bool:

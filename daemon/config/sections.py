@@ -120,6 +120,33 @@ class Clients:
     default_region: str = option("US", doc="Region for phone numbers written without +country code.")
 
 
+def _positive(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what}: expected a whole number of at least 1, found {value!r}")
+
+
+@dataclass
+class Pattern:
+    misses: int = option(3, doc="No-shows and late cancellations that make a pattern...")
+    within: Duration = option(default_factory=lambda: parse_duration("90 days"), parse=_duration,
+                              doc="...within this window (the call task and the digest say so).")
+
+    def __post_init__(self) -> None:
+        _positive("misses", self.misses)
+
+
+@dataclass
+class Burst:
+    count: int = option(3, doc="Cancellations of different clients that make a burst...")
+    within: Duration = option(default_factory=lambda: parse_duration("30 minutes"), parse=_duration,
+                              doc="...noticed within this window: held until you confirm or dismiss.")
+
+    def __post_init__(self) -> None:
+        _positive("count", self.count)
+        if self.count < 2:
+            raise ValueError(f"count: a burst is at least 2 cancellations, found {self.count}")
+
+
 @dataclass
 class Detection:
     no_show_markers: tuple[str, ...] = option(
@@ -149,6 +176,18 @@ class Detection:
         default_factory=lambda: parse_duration("24h"), parse=_duration,
         doc="A held feed that stays exactly the same this long is accepted as the new normal, "
             "still without inferring cancellations from what vanished.")
+    pattern: Pattern = option(default_factory=Pattern,
+                              doc="Repeated misses worth talking about: { misses = 3, within = \"90 days\" }.")
+    out_of_office_words: tuple[str, ...] = option(
+        default_factory=lambda: ("out of office", "OOO", "vacation", "holiday", "sick"), parse=_words,
+        doc="A calendar event (timed or all-day, not a session) whose title has one of these is your "
+            "out-of-office block; sessions cancelled inside it are your own cancellations.")
+    therapist_cancel_markers: tuple[str, ...] = option(
+        default_factory=lambda: ("therapist cancelled", "therapist canceled"), parse=_words,
+        doc="Words on a session that mean you cancelled it (no client follow-up; a reschedule task).")
+    burst: Burst = option(default_factory=Burst,
+                          doc="Several clients cancelling at once is held for you: "
+                              "{ count = 3, within = \"30 minutes\" }.")
 
 
 @dataclass
@@ -214,9 +253,38 @@ class Retention:
 
 
 @dataclass
+class Inbox:
+    host: str = option(doc="IMAP server.", example="imap.example.org")
+    username: str = option(doc="The mailbox login.", example="ana@riverside.example")
+    backend: str = option("imap", doc="How the practice inbox is read (read-only; secret imap_password).",
+                          choices=("imap",))
+    port: int = option(993, doc="IMAP port (993 for tls, 143 for starttls).")
+    security: str = option("tls", doc="tls | starttls | none (none only for a loopback host).",
+                           choices=("tls", "starttls", "none"))
+    ca_file: str = option("", doc="Optional CA certificate (PEM) to trust, relative to this file.")
+    folder: str = option("INBOX", doc="The folder replies arrive in.")
+    poll_every: Duration = option(default_factory=lambda: parse_duration("5 minutes"), parse=_duration,
+                                  doc="How often the inbox is read (it is also read right before a step "
+                                      "to a client who may have answered).")
+    timeout: Duration = option(default_factory=lambda: parse_duration("30s"), parse=_duration,
+                               doc="Network timeout for one IMAP command.")
+    plus_address: bool = option(False, doc="Give each email a Reply-To like you+wb-TOKEN@domain so a "
+                                           "reply is matched even when headers are rewritten (the "
+                                           "mailbox must deliver plus addresses).")
+
+
+@dataclass
 class Templates:
     folder: str = option("templates", doc="The therapist's templates, relative to this file "
                                           "(defaults are copied there on first use).")
+
+
+@dataclass
+class Safety:
+    protocol: str = option(
+        "Follow your safety protocol: try the client again, and if you cannot reach them, call their "
+        "emergency contact. If you believe they are in immediate danger, call emergency services.",
+        doc="Shown in the urgent call task when a client with a safety concern misses a session.")
 
 
 @dataclass
@@ -235,6 +303,8 @@ class Config:
     retention: Retention
     templates: Templates
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    safety: Safety = field(default_factory=Safety)
+    inbox: Inbox | None = None
 
     @property
     def base_dir(self) -> Path:

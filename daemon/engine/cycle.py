@@ -28,7 +28,7 @@ from daemon.client_files import load_directory
 from daemon.clients import Directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
-from daemon.engine import detect
+from daemon.engine import absences, detect, hearing
 from daemon.engine.context import CycleContext
 from daemon.engine.health import CycleReport, Health, PollResult
 from daemon.engine.places import state_dir, store_url
@@ -57,6 +57,7 @@ class Engine:
         self._file_lock: FileLock | None = None
         self._advisory: AdvisoryLock | None = None
         self.is_dispatcher = True
+        self._heard_at: datetime | None = None
         self.store = Store(store_url(config), dry_run=dry_run)
         try:
             if acquire_lock:
@@ -76,6 +77,7 @@ class Engine:
         self.sources = {c.name: self._source(c) for c in config.calendars}
         self.email = self._channel(EMAIL_BACKENDS, config.email)
         self.phone = self._channel(PHONE_BACKENDS, config.phone)
+        self.inbox = hearing.inbox_for(config, secrets.lookup)
         self.context = CycleContext(config=config, store=self.store, directory=self.directory,
                                     templates=self.templates, email=self.email, phone=self.phone,
                                     clock=self.clock, worker=self.worker, is_dispatcher=self.is_dispatcher,
@@ -140,6 +142,8 @@ class Engine:
     def run_once(self) -> CycleReport:
         """Poll every calendar, then dispatch what is due."""
         report = CycleReport(polls=[self.poll_one(name) for name in self.sources])
+        if self.hears and self.is_dispatcher:
+            self.hear()
         report.dispatched = self.dispatch()
         return report
 
@@ -183,7 +187,7 @@ class Engine:
         ctx = detect.Context(calendar=name, now=now, window=window, baseline=row["first_seen_at"] is None,
                              first_seen_at=first_seen, prev_poll_at=last_poll, rules=self.config.detection,
                              directory=self.directory, therapist_email=self.config.practice.therapist_email,
-                             unreadable=frozenset(result.unreadable))
+                             unreadable=frozenset(result.unreadable), absences=absences.load(conn))
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))
@@ -196,6 +200,8 @@ class Engine:
             log.info("calendar %s read for the first time: %d session(s) noted; nothing that ended "
                      "before now will be followed up", name, len(outcome.rows))
         session_store.save(conn, outcome.rows + outcome.gone, prev)
+        absences.save(conn, name, outcome.absences, complete=result.complete,
+                      seen=[o.key for o in result.occurrences])
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             first_seen_at=row["first_seen_at"] or ts(now)))
         self._calendar_ok(conn, name, now, result.state, row)
@@ -255,9 +261,30 @@ class Engine:
     def dispatch(self) -> dict[str, int]:
         from daemon.engine.dispatch import Dispatcher
 
+        from daemon.engine.notices import send_due
+
         if not self.is_dispatcher:
             return {}
-        return Dispatcher(self.context).run()
+        now = self.clock.now()
+        fresh = self._heard_at is not None and abs((now - self._heard_at).total_seconds()) < 30
+        if self.hears and not fresh and hearing.anything_due(self.context, now):
+            self.hear()   # a client who answered minutes ago is not sent the next step
+        counts = Dispatcher(self.context).run()
+        return send_due(self.context, counts)
+
+    @property
+    def hears(self) -> bool:
+        """Whether answers can be read back (an [inbox], or texts through Twilio)."""
+        return self.inbox is not None or hearing.sms_reader(self.context) is not None \
+            or callable(getattr(self.email, "reader", None))
+
+    def hear(self) -> dict[str, int]:
+        """Read the practice inbox and the texts to the practice; apply what arrived
+        (daemon.engine.hearing)."""
+        if not self.is_dispatcher:
+            return {}     # one replica applies what arrived (the one that dispatches)
+        self._heard_at = self.clock.now()
+        return dict(hearing.hear_all(self.context, self.inbox, self._heard_at))
 
     def health(self) -> Health:
         now = self.clock.now()

@@ -14,11 +14,12 @@ from typing import Any
 from connectors.channels.base import Channel
 from daemon import rules
 from daemon.clients import BLOCKED_BY_DIRECTORY
-from daemon.engine import messages, planning
+from daemon.engine import bursts, messages, planning, safety
 from daemon.engine.cadence import gap_before
 from daemon.engine.context import CycleContext
 from daemon.model import OPEN_STATES, Client
 from daemon.store import followups
+from daemon.store import inbox as inbox_store
 from daemon.store import sessions as session_store
 from daemon.store.tables import calendars, dt, ts
 
@@ -41,6 +42,8 @@ class Recheck:
         reason = self._no_longer_wanted(conn, step, client, channel, now)
         if reason:
             return reason
+        if bursts.is_held(step):     # nothing in a held burst goes before the therapist's word
+            return HOLD
         if self._protected(conn, step, client, now):
             return HOLD
         cal = conn.execute(calendars.select().where(calendars.c.name == step["calendar"])).mappings().first()
@@ -49,8 +52,8 @@ class Recheck:
             return HOLD
         due = dt(step["due_at"])
         assert due is not None
-        if now - due > self.config.cadence.max_lateness.approx:
-            return "too_late"
+        if now - due > self.config.cadence.max_lateness.approx and not safety.is_safety(conn, step["sequence_id"]):
+            return "too_late"            # a safety client's follow-up is never closed silently
         if self._keeps_spacing(conn, step, now):
             return HOLD
         return self._channel_limits(conn, step, client, channel, now)
@@ -109,6 +112,8 @@ class Recheck:
     def _channel_limits(self, conn: Any, step: Any, client: Client, channel: Channel, now: datetime) -> str | None:
         if messages.contact_missing(channel, client):
             return "no_contact_details"
+        if channel.medium == "email" and inbox_store.is_undeliverable(conn, client.email):
+            return "no_contact_details"   # a bounce said the address cannot receive mail
         if channel.medium == "sms" and self._over_sms_cap(conn, client, now):
             log.info("step %s held: the client's text-message limit is reached", step["id"])
             return HOLD

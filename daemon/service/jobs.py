@@ -16,6 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from daemon.config import Config
 
 DISPATCH_EVERY = timedelta(seconds=60)
+SMS_EVERY = timedelta(minutes=2)             # texts to the practice, without an [inbox]
 FIRST_DISPATCH_DELAY = timedelta(seconds=5)  # let the first polls go first
 
 
@@ -34,6 +35,10 @@ def build_scheduler(config: Config, engine: Any, job: Callable[..., None]) -> Ba
     scheduler.add_job(job, IntervalTrigger(seconds=DISPATCH_EVERY.total_seconds()),
                       args=(engine.dispatch,), id="dispatch", name="dispatch",
                       next_run_time=now + FIRST_DISPATCH_DELAY)
+    if getattr(engine, "hears", False):
+        every = config.inbox.poll_every.approx if config.inbox is not None else SMS_EVERY
+        scheduler.add_job(job, IntervalTrigger(seconds=_seconds(every)),
+                          args=(engine.hear,), id="inbox", name="inbox", next_run_time=now)
     digest = getattr(engine, "send_digest", None)
     if config.digest.enabled and digest is not None:
         hour, minute = (int(part) for part in config.digest.at.split(":"))

@@ -44,7 +44,8 @@ class LoopbackServer:
     """A ThreadingHTTPServer on 127.0.0.1:0 with scripted replies and a request log."""
 
     def __init__(self) -> None:
-        self.requests: list[Recorded] = []
+        self.requests: list[Recorded] = []      # what was sent (POST)
+        self.reads: list[Recorded] = []         # what was only read (GET)
         self._script: list[Reply] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -81,7 +82,7 @@ class LoopbackServer:
 
     def _next(self, request: Recorded) -> Reply:
         with self._lock:
-            self.requests.append(request)
+            (self.reads if request.method == "GET" else self.requests).append(request)
             routed = self.route(request)
             if routed is not None:
                 return routed
@@ -105,6 +106,10 @@ class LoopbackServer:
                     server._release.wait(timeout=10)
                     self.close_connection = True
                     return
+                self._answer(reply)
+
+            def do_GET(self) -> None:
+                reply = server._next(Recorded("GET", self.path, dict(self.headers.items()), b""))
                 self._answer(reply)
 
             def _answer(self, reply: Reply) -> None:
@@ -147,9 +152,20 @@ def hang() -> Reply:
 
 
 class FakeSendGrid(LoopbackServer):
-    """``POST /v3/mail/send``; anything else is a 404."""
+    """``POST /v3/mail/send``; ``GET /v3/messages`` (Email Activity) when ``activity`` is set
+    (else 403, as for an account without the add-on); anything else is a 404."""
+
+    activity: list[dict[str, Any]] | None = None    # messages the Email Activity API knows
 
     def route(self, request: Recorded) -> Reply | None:
+        if request.method == "GET" and request.path.startswith("/v3/messages"):
+            if self.activity is None:
+                return error(403, "access forbidden")
+            from urllib.parse import parse_qs, urlsplit
+
+            query = parse_qs(urlsplit(request.path).query).get("query", [""])[0]
+            found = [m for m in self.activity if f"=\"{m['step']}\"" in query]
+            return Reply(200, {"messages": [{k: v for k, v in m.items() if k != "step"} for m in found]})
         if request.path != "/v3/mail/send":
             return error(404, "not found")
         return None

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import itertools
 import re
+from datetime import date, datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.sendgrid_server import LoopbackServer, Recorded, Reply
 
@@ -50,18 +54,43 @@ def hang() -> Reply:
     return Reply(0, hang=True)
 
 
+def message(sender: str, to: str, body: str, at: datetime, *, direction: str = "inbound",
+            status: str = "received", sid: str | None = None) -> dict[str, Any]:
+    """One Message resource as the Messages list returns it."""
+    return {"sid": sid or f"SM{next(_sids):032x}", "from": sender, "to": to, "body": body,
+            "direction": direction, "status": status, "date_sent": format_datetime(at.astimezone(timezone.utc), usegmt=True),
+            "error_code": 30003 if status == "undelivered" else None, "num_segments": "1"}
+
+
 class FakeTwilio(LoopbackServer):
-    """Serves the Messages endpoint of one account; anything else is a 404."""
+    """Serves the Messages endpoint of one account (POST creates, GET lists ``messages`` with
+    Twilio's To/From/DateSent filters); anything else is a 404."""
 
     def __init__(self, account_sid: str) -> None:
         super().__init__()
         self.account_sid = account_sid
+        self.messages: list[dict[str, Any]] = []     # what the GET list serves
 
     def route(self, request: Recorded) -> Reply | None:
-        match = _PATH.match(request.path)
+        parts = urlsplit(request.path)
+        match = _PATH.match(parts.path)
         if not match or match.group(1) != self.account_sid:
             return error(404, 20404, "The requested resource was not found")
+        if request.method == "GET":
+            return Reply(200, self._page(parse_qs(parts.query), parts.path))
         return None
+
+    def _page(self, query: dict[str, list[str]], path: str) -> dict[str, Any]:
+        def keep(m: dict[str, Any]) -> bool:
+            sent = parsedate_to_datetime(m["date_sent"])
+            after, before = query.get("DateSent>"), query.get("DateSent<")
+            return (("To" not in query or m["to"] == query["To"][0])
+                    and ("From" not in query or m["from"] == query["From"][0])
+                    and (not after or sent.date() >= date.fromisoformat(after[0][:10]))
+                    and (not before or sent.date() <= date.fromisoformat(before[0][:10])))
+        found = [m for m in self.messages if keep(m)]
+        return {"messages": found, "next_page_uri": None, "page": 0, "page_size": 50,
+                "uri": path, "first_page_uri": path, "previous_page_uri": None, "start": 0, "end": len(found)}
 
     def default_reply(self, request: Recorded) -> Reply:
         return created()
