@@ -31,11 +31,12 @@ from daemon.config.sections import (
     StepSpec,
     Store,
     Templates,
+    Web,
 )
 from daemon.errors import ConfigError
 
 TOP_LEVEL = ("practice", "store", "calendars", "clients", "detection", "cadence", "channels",
-             "digest", "retention", "templates")
+             "digest", "retention", "templates", "web")
 
 
 def load(path: Path) -> Config:
@@ -79,15 +80,16 @@ def parse(data: dict[str, Any], path: Path, problems: Problems) -> Config | None
     digest = build(Digest, data.get("digest", {}), "digest", problems)
     retention = build(Retention, data.get("retention", {}), "retention", problems)
     templates = build(Templates, data.get("templates", {}), "templates", problems)
+    web = build(Web, data.get("web", {}), "web", problems)
     if digest is not None and not _is_hhmm(digest.at):
         problems.add("digest", "at", f"'{digest.at}' is not a time like 07:30")
     parts = [practice, store, calendars, clients, detection, cadence, email, phone, digest,
-             retention, templates]
+             retention, templates, web]
     if any(p is None for p in parts) or problems.items:
         return None
     assert calendars is not None and cadence is not None
     return Config(path, practice, store, calendars, clients, detection, cadence, email, phone,
-                  dry_run, digest, retention, templates, raw=data)
+                  dry_run, digest, retention, templates, web=web, raw=data)
 
 
 def _is_hhmm(text: str) -> bool:
