@@ -22,6 +22,7 @@ from daemon.config.sections import (
     StepSpec,
     Store,
     Templates,
+    Web,
 )
 
-__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Templates", "Config"]
+__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Templates", "Web", "Config"]
