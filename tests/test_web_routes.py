@@ -174,6 +174,7 @@ def test_reached_stops_the_follow_up_as_the_cli_does(site, capsys):
     client, token = sign_in(app)
     page = client.get("/").get_data(as_text=True)
     assert "Jane Doe" in page and 'href="tel:+15550100201"' in page
+    assert "<summary>Call script</summary>" in page     # the phone_call template, rendered for Jane
     seq = practice.status(capsys)[0]["sequence"]
     resp = client.post(f"/sequence/{seq}/call", data={"csrf": token, "outcome": "reached"}, follow_redirects=True)
     assert "Marked reached; 2 planned step(s) stopped." in resp.get_data(as_text=True)

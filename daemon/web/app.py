@@ -126,6 +126,7 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
                  and not _call_noted(engine, r["id"])]
         for r in calls:
             r["phone"] = _phone(engine, r["sequence"])
+            r["script"] = _script(engine, r["id"])
         sent = [r for r in records if r["sent_at"] and dt_of(r["sent_at"]).astimezone(
             engine.config.practice.timezone).date() == today_local]
         due = sorted((r for r in records if r["state"] == "planned" and dt_of(r["due_at"]) > moment),
@@ -281,6 +282,23 @@ def _call_noted(engine: Any, step_id: str) -> bool:
     with engine.store.transaction() as conn:
         return conn.execute(sa.select(audit.c.id).where(
             audit.c.step_id == step_id, audit.c.event.in_(("call_no_answer", "call_dismissed")))).first() is not None
+
+
+def _script(engine: Any, step_id: str) -> str:
+    """The call script: the step's template rendered for the client, as the call task shows it."""
+    from daemon.engine.messages import build_for
+    from daemon.errors import TemplateError
+    from daemon.store import followups
+
+    with engine.store.transaction() as conn:
+        row = followups.step_row(conn, step_id)
+    if row is None:
+        return ""
+    try:
+        client = engine.client_of(row["client_id"], row.get("client_name", ""), row.get("client_email", ""))
+        return build_for(row, client, "call-task", engine.config, engine.templates).text.strip()
+    except (TemplateError, KeyError):
+        return ""
 
 
 def _phone(engine: Any, seq: str) -> str:

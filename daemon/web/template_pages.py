@@ -24,6 +24,7 @@ from daemon.templating.templates import (
 )
 
 _LINE = re.compile(r":(\d+):")
+_LEAD = re.compile(r"^\S+?\.(txt|html):(\d+:)?\s*")
 SMS_SEGMENT = 160
 
 
@@ -42,7 +43,7 @@ def check(engine: Any, name: str, text: str) -> tuple[list[tuple[int | None, str
             problems.append(str(exc))
         if _is_email(engine, name) and not subject and not problems:
             problems.append(f"{name}.txt:1: an email needs a first line 'Subject: ...'")
-    return [(_line(p), p) for p in problems], subject, body
+    return [(_line(p), _LEAD.sub("", p)) for p in problems], subject, body
 
 
 def _line(problem: str) -> int | None:
