@@ -44,6 +44,7 @@ EMAIL_BACKENDS = Registry("email backend", {
 PHONE_BACKENDS = Registry("phone backend", {
     "therapist-email": "connectors.channels.call_task:TherapistEmailCallTask",
     "calendar": "connectors.channels.calendar_task:CalendarCallTask",
+    "caldav": "connectors.channels.caldav_task:CaldavCallTask",
     "twilio-sms": "connectors.channels.twilio_sms:TwilioSmsChannel",
 })
 # DESIGN.md also says "twilio"; accept it as another name for the same backend.

@@ -17,6 +17,9 @@ from daemon.errors import UserError
 from daemon.model import Client
 
 CSV_HEADER = ["name", "aliases", "email", "phone", "preferred_channel", "do_not_contact"]
+# Optional columns, in any order after ``name``: a safety plan, who to call then (shown only to
+# the therapist), and the client's language for messages and dates (BCP 47, e.g. ``es``).
+OPTIONAL_COLUMNS = ["safety_concern", "emergency_contact", "language"]
 
 
 CHANNELS = ("", "phone", "email", "sms", "none")
@@ -122,7 +125,37 @@ def _row_client(row: dict[str, str], region: str) -> Client:
         raise ValueError(f"preferred_channel '{channel}' is not one of phone, email, sms, none")
     dnc = do_not_contact(row.get("do_not_contact") or "")
     aliases = tuple(_printable("aliases", a.strip()) for a in (row.get("aliases") or "").split(";") if a.strip())
-    return Client(_client_id(name, email), name, aliases, email, phone, channel, dnc or channel == "none")
+    safety = yes_no("safety_concern", row.get("safety_concern") or "")
+    contact = _printable("emergency_contact", " ".join((row.get("emergency_contact") or "").split()))
+    language = language_tag((row.get("language") or "").strip())
+    return Client(_client_id(name, email), name, aliases, email, phone, channel, dnc or channel == "none",
+                  safety_concern=safety, emergency_contact=contact, language=language)
+
+
+def yes_no(column: str, raw: str) -> bool:
+    """A yes/no column (empty is no); raises ValueError naming the column."""
+    value = raw.strip().lower()
+    if value in TRUE or value.startswith(("yes", "true")):
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError(f"{column} '{raw.strip()}' is not yes or no")
+
+
+def language_tag(raw: str) -> str:
+    """A BCP 47 language tag Babel knows (``es``, ``es-MX``, ``pt-BR``), as written with a hyphen;
+    "" for none.  Raises ValueError naming what is expected."""
+    if not raw:
+        return ""
+    from babel import Locale, UnknownLocaleError
+
+    tag = raw.replace("_", "-")
+    try:
+        Locale.parse(tag, sep="-")
+    except (UnknownLocaleError, ValueError):
+        raise ValueError(f"language '{raw}' is not a language tag welcomeback knows; "
+                         "expected BCP 47 like 'es', 'es-MX' or 'pt-BR'") from None
+    return tag
 
 
 def _rejected(row: dict[str, str], where: str, problem: str, region: str) -> Rejected:
@@ -141,8 +174,9 @@ def _rejected(row: dict[str, str], where: str, problem: str, region: str) -> Rej
 def _from_csv(text: str, path: Path, region: str) -> tuple[list[Client], list[Rejected]]:
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    if header[:1] != ["name"] or any(h not in CSV_HEADER for h in header):
-        return [], [Rejected(f"{path}:1", f"the header must be {','.join(CSV_HEADER)}; found {','.join(header)}")]
+    if header[:1] != ["name"] or any(h not in CSV_HEADER + OPTIONAL_COLUMNS for h in header):
+        return [], [Rejected(f"{path}:1", f"the header must be {','.join(CSV_HEADER)} (optionally also "
+                                          f"{','.join(OPTIONAL_COLUMNS)}); found {','.join(header)}")]
     reader.fieldnames = header
     clients, rejected = [], []
     for row in reader:
@@ -215,3 +249,9 @@ def _vcard_prop(card: dict[str, str], prop: str, name: str, value: str) -> None:
         card["do_not_contact"] = "true"
     elif prop == "X-WELCOMEBACK-CHANNEL":
         card["preferred_channel"] = value.lower()
+    elif prop == "X-WELCOMEBACK-SAFETY-CONCERN":
+        card["safety_concern"] = value
+    elif prop == "X-WELCOMEBACK-EMERGENCY-CONTACT":
+        card["emergency_contact"] = value
+    elif prop == "LANG" and "language" not in card:
+        card["language"] = value

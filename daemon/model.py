@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import Enum
 
 # Triggers: cancelled, late_cancel, no_show.  Skip reasons: rebooked, reached, dismissed,
-# opted_out, withdrawn, too_late, no_contact_details (DESIGN.md).
+# opted_out, withdrawn, too_late, no_contact_details, therapist_cancelled (DESIGN.md).
 
 
 class State(str, Enum):
@@ -34,6 +34,9 @@ class Client:
     preferred_channel: str = ""
     do_not_contact: bool = False
     in_directory: bool = True
+    safety_concern: bool = False    # a safety plan: a no-show gets an urgent call task
+    emergency_contact: str = ""     # free text, shown only to the therapist
+    language: str = ""              # BCP 47 (e.g. "es"); "" = the practice's locale
 
     @property
     def first_name(self) -> str:
@@ -82,6 +85,7 @@ class Trigger:
     client_email: str
     ambiguous: str
     detected_at: datetime
+    by_therapist: str = ""          # "out_of_office" | "marker": the therapist's own cancellation
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ def same_episode(first: datetime, second: datetime, rebook_window: timedelta) ->
 
 def is_a_miss(closed_reason: str | None, followed_up: bool) -> bool:
     """Whether a recorded trigger counts as a missed or cancelled session for the therapist:
-    not a withdrawn one, not an unidentified client, not a reschedule that started nothing."""
-    if closed_reason in ("withdrawn", "ambiguous"):
+    not a withdrawn one, not an unidentified client, not a reschedule that started nothing,
+    not the therapist's own cancellation."""
+    if closed_reason in ("withdrawn", "ambiguous", "therapist_cancelled"):
         return False
     return not (closed_reason == "rebooked" and not followed_up)

@@ -35,6 +35,8 @@ PEOPLE: list[tuple[str, ...]] = [
     ("Zephyrine Quillfeather", "Zephyrine", "Quillfeather", "Zephy", "zq.canary@example.com", "+1 555 010 4477"),
     ("Lee Fox", "lee.fox@example.com"),
     ("Alex New", "new.person@example.net"),
+    ("Lucía Fernández", "Lucía", "Lucia", "Fernández", "lucia.f@example.org", "+1 555 010 0207"),
+    ("Dana Whitlock", "Dana", "Whitlock", "+1 555 010 0299"),     # an emergency contact
 ]
 # Loggers of the loopback test servers (not the product): what they log is not a leak.
 TEST_SERVERS = ("mail.log", "aiosmtpd", "radicale", "tests")

@@ -106,6 +106,7 @@ def test_the_configuration_table_matches_the_schema() -> None:
         "[channels.phone]": keys_of(c.PhoneCommon) | _options(PHONE_BACKENDS),
         "[digest]": keys_of(c.Digest), "[retention]": keys_of(c.Retention), "[templates]": keys_of(c.Templates),
         "[web]": keys_of(c.Web),
+        "[safety]": keys_of(c.Safety),
     }
     assert {s.strip("[]") for s in expected} - {"channels.email", "channels.phone"} == set(c.TOP_LEVEL)
     table = _table()

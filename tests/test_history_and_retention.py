@@ -25,13 +25,13 @@ def test_history_lists_each_missed_session_and_attempt(practice, capsys):
     capsys.readouterr()
     assert practice.cli("history", "Jane Doe", "--format", "json") == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["event"] for r in rows] == ["detected", "sent", "sent"]
+    assert [r["event"] for r in rows] == ["detected", "sent", "sent", "invitation_given"]
     assert {r["trigger"] for r in rows} == {"no_show"}
     assert rows[0]["session_start"] == "2026-11-03T10:00:00-05:00"
     assert "phone" in rows[1]["detail"] and "email" in rows[2]["detail"]
     assert practice.cli("history", "Jane Doe", "--format", "csv") == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert len(table) == 3 and table[0]["client"] == "Jane Doe"
+    assert len(table) == 4 and table[0]["client"] == "Jane Doe"
     assert practice.cli("history", "Jane Doe") == 0
     assert "no_show" in capsys.readouterr().out
 

@@ -108,7 +108,7 @@ def test_every_render_for_a_client_refuses_the_call_task_variables(tmp_path):
 
 
 def test_the_documented_variables_match_the_rule():
-    assert CALL_TASK_ONLY == {"client_name", "client_phone"}
+    assert CALL_TASK_ONLY == {"client_name", "client_phone", "safety_protocol", "emergency_contact"}
     for name in CALL_TASK_ONLY:
         assert "call tasks only" in ALLOWED[name] and "never in a message to the client" in ALLOWED[name]
     assert client_facing_problems("Subject: {{ client_phone }}\n\nx\n", "t.txt") == [

@@ -51,8 +51,9 @@ def _repeated_words(sentence: str) -> list[str]:
 
 
 def test_every_default_template_is_covered() -> None:
+    """Language variants (NAME.es.txt) and the safety call task: tests/test_practice_rules.py."""
     names = {item.name.rsplit(".", 1)[0] for item in defaults_dir().iterdir() if item.name.endswith(".txt")}
-    assert names == set(MEDIUM)
+    assert {n for n in names if "." not in n} - {"safety_call"} == set(MEDIUM)
 
 
 @pytest.mark.parametrize("template", sorted(MEDIUM))

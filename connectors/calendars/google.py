@@ -138,7 +138,7 @@ def to_occurrence(item: dict[str, Any], tz: tzinfo) -> Occurrence | None:
     if status == "cancelled" and not item.get("start"):
         return Occurrence(key=event_id, uid=uid, status="cancelled", tombstone=True,
                           deleted=series is None, extra=_extra(item))
-    if item.get("eventType") in NOT_SESSIONS:
+    if item.get("eventType") in NOT_SESSIONS - {"outOfOffice"}:
         return None
     start, all_day = _when(item["start"], tz)
     end, _ = _when(item.get("end") or item["start"], tz)
@@ -160,6 +160,8 @@ def _attendee(a: dict[str, Any]) -> Attendee:
 
 def _extra(item: dict[str, Any]) -> dict[str, str]:
     extra: dict[str, str] = {}
+    if item.get("eventType") == "outOfOffice":   # the therapist away: never a session (daemon.engine.detect)
+        extra["event_type"] = "outOfOffice"
     if item.get("recurringEventId"):
         extra["recurring_event_id"] = str(item["recurringEventId"])
     original = item.get("originalStartTime") or {}

@@ -34,6 +34,7 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
 
     for name in sorted({s.template for s in cfg.cadence.steps}):
         problems.extend(templates.validate(name, client_facing=usage(cfg, name).client_facing))
+    problems.extend(templates.validate("safety_call"))   # the urgent call task (daemon.engine.safety)
     missing = libraries.problems(cfg)
     problems.extend(missing)
     if not missing:      # a backend without its library cannot check its own settings
@@ -96,12 +97,15 @@ def _sms_lengths(cfg: Config, templates: Templates) -> list[str]:
 
     out: list[str] = []
     for step in cfg.cadence.steps:
-        if step.channel == "phone":
+        if step.channel != "phone":
+            continue
+        for tag in ["", *templates.languages(step.template)]:   # each language's text must fit too
             try:
-                text = templates.render(step.template, sample_context()).text.strip()
+                text = templates.render(step.template, sample_context(), language=tag).text.strip()
             except UserError:
                 continue
-            out.extend(f"template '{step.template}' (SMS): {p}" for p in sms_problems(text))
+            label = f"{step.template}.{tag}" if tag else step.template
+            out.extend(f"template '{label}' (SMS): {p}" for p in sms_problems(text))
     return out
 
 

@@ -88,6 +88,21 @@ def _operator(sub: Any) -> None:
     how.add_argument("--dismiss", dest="action", action="store_const", const="dismiss",
                      help="leave it: do not send it again")
     resolve.add_argument("--now", metavar="ISO", help="record it, and plan a retry, at this instant (" + NOW_HELP + ")")
+    for name, text in (("confirm", "a held burst of cancellations: the clients did cancel, their follow-ups go ahead"),
+                       ("dismiss", "a held burst of cancellations: you cancelled these, nothing is sent")):
+        sp = _add(sub, name, text)
+        sp.add_argument("client", metavar="CLIENT", nargs="?", help=CLIENT_HELP)
+        sp.add_argument("--all", action="store_true", help="every follow-up a burst holds")
+        sp.add_argument("--now", metavar="ISO", help="record it at this instant (" + NOW_HELP + ")")
+    report = _add(sub, "report", "the month per client: booked, attended, no-shows, late cancellations, "
+                  "cancellations, yours, follow-ups and how they ended (text also writes an SVG chart)")
+    report.add_argument("--month", metavar="YYYY-MM", help="which month (default: the current one)")
+    report.add_argument("--format", choices=("text", "csv", "json"), default="text",
+                        help="text (default), csv or json")
+    report.add_argument("--chart", metavar="PATH", type=Path,
+                        help="where the text report writes its SVG chart of the last twelve months "
+                             "(default: reports/misses-YYYY-MM.svg next to the config)")
+    report.add_argument("--now", metavar="ISO", help="count as of this instant (" + NOW_HELP + ")")
     history = _add(sub, "history", "contact log of a client for clinical records")
     history.add_argument("client", metavar="CLIENT", help=CLIENT_HELP)
     history.add_argument("--format", choices=("text", "csv", "json"), default="text",
@@ -137,9 +152,10 @@ def config_path(given: Path | None) -> Path:
 
 
 def handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from daemon.cli import commands
+    from daemon.cli import commands, practice
 
-    return {"run": commands.run, "once": commands.once, "status": commands.status,
+    return {"confirm": practice.confirm, "dismiss": practice.dismiss, "report": practice.report,
+            "run": commands.run, "once": commands.once, "status": commands.status,
             "check": commands.check, "preview": commands.preview, "reached": commands.reached,
             "optout": commands.optout, "optin": commands.optin, "resolve": commands.resolve,
             "history": commands.history, "digest": commands.digest, "demo": commands.demo,

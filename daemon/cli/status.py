@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from daemon.config import Config
+from daemon.engine import safety
 from daemon.engine.records import HELD, _local, shown_state, step_records  # noqa: F401
 from daemon.store import followups
 from daemon.store.tables import audit, calendars, dt, reports, sequences
@@ -25,13 +26,19 @@ def render_status(engine: Any, *, as_json: bool) -> tuple[str, bool]:
     with engine.store.transaction() as conn:
         cals = conn.execute(sa.select(calendars)).mappings().all()
         open_reports = conn.execute(sa.select(reports).order_by(reports.c.at)).mappings().all()
+        waiting = [engine.client_of(r["client_id"], r["client_name"], r["client_email"]).name
+                   for r in safety.awaiting_outcome(conn)]
     polled = {c["name"] for c in cals if c["last_ok_at"] or c["degraded"]}
     attention = any(c["degraded"] for c in cals) or any(n not in polled for n in engine.sources) \
         or any(r["state"] in ("uncertain", "failed", "held") for r in records) \
-        or any(r["kind"] in ATTENTION and not r["notified"] for r in open_reports)
+        or any(r["kind"] in ATTENTION and not r["notified"] for r in open_reports) or bool(waiting)
     if as_json:
         return json.dumps(records, indent=2, ensure_ascii=False), attention
-    return _table(engine, records, cals, open_reports), attention
+    text = _table(engine, records, cals, open_reports)
+    if waiting:
+        text += "\n\nSafety: no outcome recorded yet (record it with welcomeback reached CLIENT):\n" + \
+            "\n".join(f"  {name}" for name in waiting)
+    return text, attention
 
 
 def _table(engine: Any, records: list[dict[str, Any]], cals: Any, open_reports: Any) -> str:
@@ -64,7 +71,9 @@ def _table(engine: Any, records: list[dict[str, Any]], cals: Any, open_reports: 
             lines.append(f"  {'never polled':<12} {name:<12} not read yet: start the service "
                          "(welcomeback run) or run `welcomeback once`")
         for kind, detail in held:      # from the steps themselves: gone once they move on
-            lines.append(f"  {'held':<12} {'-':<12} {kind}: {detail}; fix it and the step goes out")
+            then = "welcomeback confirm --all (they cancelled) or dismiss --all (you did)" if kind == "burst" \
+                else "fix it and the step goes out"
+            lines.append(f"  {'held':<12} {'-':<12} {kind}: {detail}; {then}")
         for r in attention[-20:]:
             lines.append(f"  {r['kind']:<12} {r['calendar'] or '-':<12} {r['detail']}")
     if any(r["state"] in ("uncertain", "failed") for r in records):
@@ -122,6 +131,8 @@ _TRIGGER_WORDS = {"no_show": "missed (a no-show)", "late_cancel": "cancelled at 
 
 def _medium(config: Config, template: str) -> str | None:
     """How the cadence sends ``template``; None when no step uses it."""
+    if template == "safety_call":       # always a call task for the therapist (daemon.engine.safety)
+        return "call-task"
     for step in config.cadence.steps:
         if step.template == template:
             if step.channel == "email":
@@ -153,7 +164,10 @@ def render_history(engine: Any, client_id: str, fmt: str) -> str:
             events = conn.execute(sa.select(audit).where(audit.c.sequence_id == s["id"]).order_by(audit.c.id)).mappings().all()
             base = {"client": s["client_name"] or name, "session_start": _local(s["session_start"], tz),
                     "trigger": s["trigger"], "follow_up": s["id"], "closed": s["closed_reason"] or "open"}
-            rows.append({**base, "time": _local(s["detected_at"], tz), "event": "detected", "detail": ""})
+            unfollowed = s["closed_reason"] and not any(e["step_id"] for e in events) \
+                and s["closed_reason"] not in ("sent",)
+            rows.append({**base, "time": _local(s["detected_at"], tz), "event": "detected",
+                         "detail": f"not followed up: {s['closed_reason']}" if unfollowed else ""})
             for e in events:
                 if e["event"] != "detected":
                     rows.append({**base, "time": _local(e["at"], tz), "event": e["event"],

@@ -28,6 +28,7 @@ from daemon.config.sections import (
     PhoneCommon,
     Practice,
     Retention,
+    Safety,
     StepSpec,
     Store,
     Templates,
@@ -36,7 +37,7 @@ from daemon.config.sections import (
 from daemon.errors import ConfigError
 
 TOP_LEVEL = ("practice", "store", "calendars", "clients", "detection", "cadence", "channels",
-             "digest", "retention", "templates", "web")
+             "digest", "retention", "templates", "safety", "web")
 
 
 def load(path: Path) -> Config:
@@ -81,15 +82,16 @@ def parse(data: dict[str, Any], path: Path, problems: Problems) -> Config | None
     retention = build(Retention, data.get("retention", {}), "retention", problems)
     templates = build(Templates, data.get("templates", {}), "templates", problems)
     web = build(Web, data.get("web", {}), "web", problems)
+    safety = build(Safety, data.get("safety", {}), "safety", problems)
     if digest is not None and not _is_hhmm(digest.at):
         problems.add("digest", "at", f"'{digest.at}' is not a time like 07:30")
     parts = [practice, store, calendars, clients, detection, cadence, email, phone, digest,
-             retention, templates, web]
+             retention, templates, safety, web]
     if any(p is None for p in parts) or problems.items:
         return None
     assert calendars is not None and cadence is not None
     return Config(path, practice, store, calendars, clients, detection, cadence, email, phone,
-                  dry_run, digest, retention, templates, web=web, raw=data)
+                  dry_run, digest, retention, templates, raw=data, safety=safety, web=web)
 
 
 def _is_hhmm(text: str) -> bool:

@@ -120,6 +120,33 @@ class Clients:
     default_region: str = option("US", doc="Region for phone numbers written without +country code.")
 
 
+def _positive(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what}: expected a whole number of at least 1, found {value!r}")
+
+
+@dataclass
+class Pattern:
+    misses: int = option(3, doc="No-shows and late cancellations that make a pattern...")
+    within: Duration = option(default_factory=lambda: parse_duration("90 days"), parse=_duration,
+                              doc="...within this window (the call task and the digest say so).")
+
+    def __post_init__(self) -> None:
+        _positive("misses", self.misses)
+
+
+@dataclass
+class Burst:
+    count: int = option(3, doc="Cancellations of different clients that make a burst...")
+    within: Duration = option(default_factory=lambda: parse_duration("30 minutes"), parse=_duration,
+                              doc="...noticed within this window: held until you confirm or dismiss.")
+
+    def __post_init__(self) -> None:
+        _positive("count", self.count)
+        if self.count < 2:
+            raise ValueError(f"count: a burst is at least 2 cancellations, found {self.count}")
+
+
 @dataclass
 class Detection:
     no_show_markers: tuple[str, ...] = option(
@@ -149,6 +176,18 @@ class Detection:
         default_factory=lambda: parse_duration("24h"), parse=_duration,
         doc="A held feed that stays exactly the same this long is accepted as the new normal, "
             "still without inferring cancellations from what vanished.")
+    pattern: Pattern = option(default_factory=Pattern,
+                              doc="Repeated misses worth talking about: { misses = 3, within = \"90 days\" }.")
+    out_of_office_words: tuple[str, ...] = option(
+        default_factory=lambda: ("out of office", "OOO", "vacation", "holiday", "sick"), parse=_words,
+        doc="A calendar event (timed or all-day, not a session) whose title has one of these is your "
+            "out-of-office block; sessions cancelled inside it are your own cancellations.")
+    therapist_cancel_markers: tuple[str, ...] = option(
+        default_factory=lambda: ("therapist cancelled", "therapist canceled"), parse=_words,
+        doc="Words on a session that mean you cancelled it (no client follow-up; a reschedule task).")
+    burst: Burst = option(default_factory=Burst,
+                          doc="Several clients cancelling at once is held for you: "
+                              "{ count = 3, within = \"30 minutes\" }.")
 
 
 @dataclass
@@ -242,6 +281,14 @@ class Web:
 
 
 @dataclass
+class Safety:
+    protocol: str = option(
+        "Follow your safety protocol: try the client again, and if you cannot reach them, call their "
+        "emergency contact. If you believe they are in immediate danger, call emergency services.",
+        doc="Shown in the urgent call task when a client with a safety concern misses a session.")
+
+
+@dataclass
 class Config:
     path: Path
     practice: Practice
@@ -258,6 +305,7 @@ class Config:
     templates: Templates
     web: Web = field(default_factory=Web)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    safety: Safety = field(default_factory=Safety)
 
     @property
     def base_dir(self) -> Path:

@@ -28,7 +28,7 @@ from daemon.client_files import load_directory
 from daemon.clients import Directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
-from daemon.engine import detect
+from daemon.engine import absences, detect
 from daemon.engine.context import CycleContext
 from daemon.engine.health import CycleReport, Health, PollResult
 from daemon.engine.places import state_dir, store_url
@@ -183,7 +183,7 @@ class Engine:
         ctx = detect.Context(calendar=name, now=now, window=window, baseline=row["first_seen_at"] is None,
                              first_seen_at=first_seen, prev_poll_at=last_poll, rules=self.config.detection,
                              directory=self.directory, therapist_email=self.config.practice.therapist_email,
-                             unreadable=frozenset(result.unreadable))
+                             unreadable=frozenset(result.unreadable), absences=absences.load(conn))
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))
@@ -196,6 +196,8 @@ class Engine:
             log.info("calendar %s read for the first time: %d session(s) noted; nothing that ended "
                      "before now will be followed up", name, len(outcome.rows))
         session_store.save(conn, outcome.rows + outcome.gone, prev)
+        absences.save(conn, name, outcome.absences, complete=result.complete,
+                      seen=[o.key for o in result.occurrences])
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             first_seen_at=row["first_seen_at"] or ts(now)))
         self._calendar_ok(conn, name, now, result.state, row)
@@ -255,9 +257,12 @@ class Engine:
     def dispatch(self) -> dict[str, int]:
         from daemon.engine.dispatch import Dispatcher
 
+        from daemon.engine.notices import send_due
+
         if not self.is_dispatcher:
             return {}
-        return Dispatcher(self.context).run()
+        counts = Dispatcher(self.context).run()
+        return send_due(self.context, counts)
 
     def health(self) -> Health:
         now = self.clock.now()

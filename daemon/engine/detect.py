@@ -8,6 +8,12 @@ marker word or colour; sessions that ended before the calendar was first seen
 are historical; a vanish of whole events beyond the breaker's share holds the
 whole poll back.  A session that a rejected client-directory row names is
 reported, never followed up.
+
+The therapist's own cancellations: an event that is not a session and is an out-of-office
+block (Google ``eventType: outOfOffice``, or a title with one of ``out_of_office_words``,
+timed or all-day) makes every session cancelled or vanished inside it the therapist's; so
+does a therapist-cancel marker on the session itself (which also means cancelled).  Each of
+those is its own trigger, marked ``by_therapist``: planning records it, never contacts.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from datetime import datetime
 from connectors.calendars.base import Occurrence, Window
 from daemon.clients import Directory
 from daemon.config import Detection
-from daemon.engine.identify import Classified, classify
+from daemon.engine.identify import Classified, classify, word_pattern
 from daemon.model import SessionRow, Trigger
 from daemon.rules import vanish_is_cancellation
 
@@ -37,6 +43,7 @@ class Context:
     directory: Directory
     therapist_email: str
     unreadable: frozenset[str] = frozenset()   # UIDs present but damaged: kept as they were
+    absences: tuple[tuple[datetime, datetime], ...] = ()   # out-of-office blocks known from the store
     events: dict[str, datetime | None] = field(default_factory=dict)   # UID → booked_at (set by reconcile)
 
 
@@ -48,6 +55,7 @@ class Outcome:
     tripped: str = ""                                          # the breaker's reason
     held: frozenset[str] = frozenset()                         # the keys it held back
     warnings: list[str] = field(default_factory=list)
+    absences: list[tuple[str, datetime, datetime]] = field(default_factory=list)   # this poll's blocks
 
 
 def _row(c: Classified, prev: SessionRow | None, ctx: Context, cancel_time: datetime | None) -> SessionRow:
@@ -102,9 +110,14 @@ def reconcile(prev: dict[str, SessionRow], occurrences: list[Occurrence], comple
             tombstones[occ.key] = occ
             continue
         seen_keys.add(occ.key)
-        c = classify(occ, ctx)
-        if c is not None:
-            current[occ.key] = c
+        c = None if is_out_of_office_event(occ) else classify(occ, ctx)
+        if c is None:
+            if occ.start is not None and occ.end is not None and is_absence(occ, ctx.rules):
+                out.absences.append((occ.key, occ.start, occ.end))
+            continue
+        if not c.cancelled and has_words(ctx.rules.therapist_cancel_markers, _text(occ)):
+            c = replace(c, cancelled=True)
+        current[occ.key] = c
     vanished, whole = _vanished(prev, seen_keys, tombstones, occurrences, complete, ctx)
     out.tripped = _breaker(prev, vanished, whole, occurrences, complete, ctx)
     if out.tripped:
@@ -132,8 +145,62 @@ def reconcile(prev: dict[str, SessionRow], occurrences: list[Occurrence], comple
             out.gone.append(gone)
         elif key in seen_keys:    # still there, but no longer a session: no marker on it either
             out.gone.append(replace(p, present=False, no_show=False, reached=False))
-    out.triggers.extend(_lost_triggers(lost, ctx))
+    blocks = [(a, b) for _, a, b in out.absences] + list(ctx.absences)
+    theirs = [(row, when) for row, when in lost if therapist_cancelled(row, current.get(row.key), blocks, ctx)]
+    out.triggers.extend(_therapist_triggers(theirs, current, ctx))
+    out.triggers.extend(_lost_triggers([x for x in lost if x not in theirs], ctx))
     return out
+
+
+def is_out_of_office_event(occ: Occurrence) -> bool:
+    """Google Calendar's own out-of-office event type."""
+    return occ.extra.get("event_type") == "outOfOffice"
+
+
+def is_absence(occ: Occurrence, rules: Detection) -> bool:
+    """An event that is not a session and marks the therapist away (timed or all-day)."""
+    if occ.status == "cancelled" or occ.tombstone:
+        return False
+    return is_out_of_office_event(occ) or has_words(rules.out_of_office_words, occ.summary)
+
+
+def therapist_cancelled(row: SessionRow, c: Classified | None, blocks: list[tuple[datetime, datetime]],
+                        ctx: Context) -> str:
+    """Why a lost session is the therapist's own cancellation ("marker", "out_of_office"), or ""."""
+    if c is not None and has_words(ctx.rules.therapist_cancel_markers, _text(c.occ)):
+        return "marker"
+    if any(row.start < end and row.end > start for start, end in blocks):
+        return "out_of_office"
+    return ""
+
+
+def _therapist_triggers(lost: list[tuple[SessionRow, datetime]], current: dict[str, Classified],
+                        ctx: Context) -> list[Trigger]:
+    """One trigger per session the therapist cancelled (each is recorded, none followed up)."""
+    blocks = list(ctx.absences)
+    out = []
+    for row, when in lost:
+        if _historical(row, ctx) or row.start < ctx.now - ctx.rules.lookback.approx:
+            continue
+        late = row.start - when <= ctx.rules.late_cancel_within.approx
+        why = therapist_cancelled(row, current.get(row.key), blocks, ctx) or "out_of_office"
+        out.append(replace(_trigger("late_cancel" if late else "cancelled", row, ctx), by_therapist=why))
+    return out
+
+
+def _text(occ: Occurrence) -> str:
+    return " ".join([occ.summary, occ.description, " ".join(occ.categories)])
+
+
+_WORDS: dict[tuple[str, ...], object] = {}
+
+
+def has_words(words: tuple[str, ...], text: str) -> bool:
+    """Whether one of ``words`` appears in ``text`` as whole words (any case)."""
+    if words not in _WORDS:
+        _WORDS[words] = word_pattern(words)
+    pattern = _WORDS[words]
+    return bool(pattern is not None and pattern.search(text))  # type: ignore[attr-defined]
 
 
 def _vanished(prev: dict[str, SessionRow], seen_keys: set[str], tombstones: dict[str, Occurrence],

@@ -5,7 +5,10 @@ what was sent since the last digest, what failed or is uncertain and why (the
 reason recorded in the store, never a message body), ambiguous client matches,
 calendars that are degraded, and clients who missed twice or more in 60 days
 (all of them in the first digest, later only on a day one of them missed again,
-so the list does not repeat daily).
+so the list does not repeat daily); held bursts and safety follow-ups waiting for an
+outcome; patterns worth talking about together; and follow-ups that ended with the
+invitation to return given (it suggests documenting it: nothing more is ever sent, and
+never a discharge).
 
 Once a day at most: the day is claimed in the ``meta`` table (``digest_last``)
 before the hand-off, like a step, so a crash or a second replica never sends
@@ -25,6 +28,7 @@ import sqlalchemy as sa
 from babel.dates import format_date, format_time
 
 from connectors.channels.base import Message
+from daemon.engine import digest_practice, patterns, safety
 from daemon.engine.context import CycleContext
 from daemon.engine.messages import message_id
 from daemon.engine.planning import rebooked
@@ -50,10 +54,13 @@ class Digest:
     attention: list[str] = field(default_factory=list)
     calendars: list[str] = field(default_factory=list)
     repeats: list[str] = field(default_factory=list)
+    patterns: list[str] = field(default_factory=list)
+    invitations: list[str] = field(default_factory=list)
     report_ids: list[int] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.calls or self.sent or self.attention or self.calendars or self.repeats)
+        return not (self.calls or self.sent or self.attention or self.calendars or self.repeats
+                    or self.patterns or self.invitations)
 
 
 class _Fmt:
@@ -118,8 +125,11 @@ def collect(ctx: CycleContext, now: datetime, *, since: datetime, last: datetime
         if ctx.phone.medium != "sms":
             found.calls = _calls(ctx, conn, now, fmt)
         found.sent = _sent(ctx, conn, now, since, fmt)
+        found.attention += digest_practice.attention(ctx, conn, fmt)
         _reports(ctx, conn, found, fmt)
         found.repeats = _repeats(ctx, conn, now, last)
+        found.patterns = digest_practice.patterns_since(ctx, conn, since, now)
+        found.invitations = digest_practice.invitations(ctx, conn, since, now, fmt)
     return found
 
 
@@ -140,9 +150,11 @@ def _calls(ctx: CycleContext, conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
     for r in sorted(rows, key=lambda r: r["due_at"]):
         client = _client(ctx, r)
         late = " (overdue)" if r["due_at"] < ts(start) else ""
-        out.append(f"{client.name}, {client.phone or 'no phone number on file'} - "
+        urgent = "URGENT (safety concern): " if r["template"] == safety.TEMPLATE else ""
+        pattern = patterns.note(conn, ctx.config, r)
+        out.append(f"{urgent}{client.name}, {client.phone or 'no phone number on file'} - "
                    f"{LABELS.get(r['trigger'], r['trigger'])} {fmt.when(r['session_start'])}; "
-                   f"due {fmt.time(r['due_at'])}{late}")
+                   f"due {fmt.time(r['due_at'])}{late}" + (f"; {pattern}" if pattern else ""))
     return out
 
 
@@ -231,7 +243,9 @@ def _text(found: Digest, title: str) -> str:
     parts = [f"Your welcomeback digest for {title}.", ""]
     sections = (("Calls to make today", found.calls), ("Sent since the last digest", found.sent),
                 ("Needs your attention", found.attention), ("Calendars", found.calendars),
-                ("Clients who missed more than once", found.repeats))
+                ("Clients who missed more than once", found.repeats),
+                ("Patterns worth talking about together", found.patterns),
+                ("Invitations given", found.invitations))
     for heading, lines in sections:
         if lines:
             parts += [heading, *(f"  - {line}" for line in lines), ""]

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.channels.base import Channel
-from daemon.engine import messages, planning
+from daemon.engine import messages, patterns, planning
 from daemon.engine.context import CycleContext
 from daemon.engine.recheck import HOLD, Recheck
 from daemon.errors import ChannelError, TemplateError
@@ -32,6 +32,7 @@ class Dispatcher:
         self.store = ctx.store
         self.config = ctx.config
         self.paused: set[str] = set()
+        self.unread: set[str] = set()      # channels whose call tasks could not be read back this cycle
         self.counts: dict[str, int] = {}
         self.recheck = Recheck(ctx)
 
@@ -76,6 +77,11 @@ class Dispatcher:
                 closed = channel.feedback()
             except ChannelError as exc:
                 log.warning("cannot read back %s: %s", channel.backend, exc.reason)
+                self.unread.add(channel.backend)
+                if exc.outcome == "paused":   # refused us (a wrong password): its steps wait, the therapist is told
+                    self.paused.add(channel.backend)
+                    with self.store.transaction() as conn:
+                        self.store.report(conn, now, "paused", "", channel.backend, exc.reason)
                 continue
             for step_id, outcome in closed.items():
                 with self.store.transaction() as conn:
@@ -102,9 +108,13 @@ class Dispatcher:
             if reason:
                 self._skip(conn, step, reason, now)
                 return
+            if self._after_unread_task(conn, step):
+                return
+            notes = [patterns.note(conn, self.config, step)] if channel.medium == "call-task" else []
         message, unbuildable = None, ""
         try:
-            message = messages.build(step, client, channel, self.config, self.ctx.templates)
+            message = messages.build(step, client, channel, self.config, self.ctx.templates,
+                                     notes=[n for n in notes if n])
         except TemplateError as exc:
             self._template_problem(step, exc, now)
             return
@@ -119,6 +129,18 @@ class Dispatcher:
             self._record(step, "failed", now, reason=unbuildable)
             return
         self._send(step, message, channel, now)
+
+    def _after_unread_task(self, conn: Any, step: Any) -> bool:
+        """The call task before this step could not be read back: whether the therapist closed it
+        there is unknown, so the step waits (and is too late after max_lateness, like any step)."""
+        if self.ctx.phone.backend not in self.unread or step["channel"] == "phone":
+            return False
+        before = followups.previous_step(conn, step["sequence_id"], step["n"])
+        if before is None or before["channel"] != "phone" or before["state"] not in ("sent", "uncertain"):
+            return False
+        log.info("step %s waits: the call task before it could not be read back", step["id"])
+        self._count("waiting:read_back")
+        return True
 
     def _template_problem(self, step: Any, exc: TemplateError, now: datetime) -> None:
         """A broken template holds the step (nothing lost) until the therapist fixes it."""
@@ -205,6 +227,7 @@ class Dispatcher:
             followups.close_if_done(conn, step["sequence_id"], now)
             self.store.audit(conn, now, state, sequence_id=step["sequence_id"], step_id=step["id"],
                              detail=f"{step['channel']}" + (f": {reason[:500]}" if reason else ""))
+            planning.note_invitation(self.ctx, conn, step["sequence_id"], now)
             if state in ("failed", "uncertain"):
                 self.store.report(conn, now, state, step["calendar"], step["id"], (reason or "")[:500])
         level = logging.INFO if state == "sent" else logging.WARNING

@@ -10,7 +10,7 @@ from daemon.config import Config
 from daemon.errors import TemplateError
 from daemon.model import Client
 from daemon.store.tables import dt
-from daemon.templating.templates import Templates, context_for, readable_phone, when
+from daemon.templating.templates import Templates, babel_locale, context_for, readable_phone, when
 
 
 def message_id(step_id: str, sender: str) -> str:
@@ -27,22 +27,28 @@ def contact_missing(channel: Channel, client: Client) -> bool:
     return not client.phone
 
 
-def build(step: Any, client: Client, channel: Channel, config: Config, templates: Templates) -> Message:
-    """Render the step's template for ``client`` on ``channel``; raises TemplateError."""
-    return build_for(step, client, channel.medium, config, templates)
+def build(step: Any, client: Client, channel: Channel, config: Config, templates: Templates, *,
+          notes: list[str] | None = None) -> Message:
+    """Render the step's template for ``client`` on ``channel``; raises TemplateError.
+    ``notes`` are lines for the therapist at the top of a call task (a pattern)."""
+    return build_for(step, client, channel.medium, config, templates, notes=notes)
 
 
-def build_for(step: Any, client: Client, medium: str, config: Config, templates: Templates) -> Message:
-    """The Message for ``medium`` (``email``, ``sms`` or ``call-task``); raises TemplateError."""
+def build_for(step: Any, client: Client, medium: str, config: Config, templates: Templates, *,
+              notes: list[str] | None = None) -> Message:
+    """The Message for ``medium`` (``email``, ``sms`` or ``call-task``); raises TemplateError.
+    Dates and the template follow the client's ``language`` when the directory gives one."""
     p = config.practice
     session_start = dt(step["session_start"])
     assert session_start is not None
     region = config.clients.default_region
-    ctx = context_for(client, session_start, step["trigger"], tz=p.timezone, locale=p.locale,
+    ctx = context_for(client, session_start, step["trigger"], tz=p.timezone,
+                      locale=babel_locale(client.language, p.locale),
                       therapist=p.therapist, practice=p.name, practice_phone=p.phone,
-                      rebooking_link=p.rebooking_link, region=region)
+                      rebooking_link=p.rebooking_link, region=region, safety_protocol=config.safety.protocol)
     rendered = templates.render(step["template"], ctx,
-                                audience="therapist" if medium == "call-task" else "client")
+                                audience="therapist" if medium == "call-task" else "client",
+                                language=client.language)
     sender = config.email.common.sender
     base = dict(step_id=step["id"], sequence_id=step["sequence_id"], message_id=message_id(step["id"], sender),
                 due_at=dt(step["due_at"]), reply_to=config.email.common.reply_to or p.therapist_email)
@@ -50,7 +56,9 @@ def build_for(step: Any, client: Client, medium: str, config: Config, templates:
         local = session_start.astimezone(p.timezone)
         header = (f"Client: {client.name}\nPhone: {readable_phone(client.phone, region) or 'none on file'}\n"
                   f"Missed: {when(session_start, tz=p.timezone, locale=p.locale)} ({_label(step['trigger'])})\n"
-                  f"Follow-up: {step['sequence_id']}\n\nSuggested words:\n\n")
+                  f"Follow-up: {step['sequence_id']}\n"
+                  + "".join(f"Note for you: {n}\n" for n in notes or ())
+                  + "\nSuggested words:\n\n")
         return Message(audience="therapist", to_address=p.therapist_email, to_name=p.therapist,
                        subject=rendered.subject or f"Call {client.short_name}", text=header + rendered.text,
                        html=None, meta={"phone": client.phone, "session_local": local.isoformat()}, **base)

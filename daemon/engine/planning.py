@@ -8,16 +8,24 @@ planned, the calendar's open follow-ups are checked against the new snapshot: a 
 removed, a session restored or moved withdraws its follow-up at once, and a follow-up
 that had given way to the withdrawn one gets its turn (the therapist's correction).
 A correction never repeats to the client a message they already received.
+
+The therapist's own cancellations (an out-of-office block, a therapist-cancel marker; see
+``daemon.engine.detect``) are recorded closed as ``therapist_cancelled`` and the poll's
+together become one reschedule task for the therapist; nobody else is contacted.  A safety
+client's no-show gets its urgent call task (``daemon.engine.safety``); a cancellation that
+makes a burst holds the burst (``daemon.engine.bursts``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from daemon import rules
+from daemon.engine import absences, bursts, notices, safety
 from daemon.engine.cadence import plan, sequence_id
 from daemon.engine.context import CycleContext
 from daemon.model import PlannedStep, Trigger
@@ -33,18 +41,37 @@ ALREADY_SENT = "already_sent"
 def after_poll(ctx: CycleContext, conn: Any, calendar: str, triggers: list[Trigger], now: datetime) -> int:
     """Review the calendar's open follow-ups, then consider the poll's triggers; returns how
     many follow-ups with steps to send were started."""
-    started = review(ctx, conn, calendar, now)
-    return started + sum(start_follow_up(ctx, conn, t, now) for t in triggers)
+    theirs: list[str] = []
+    started = review(ctx, conn, calendar, now, theirs)
+    started += sum(start_follow_up(ctx, conn, t, now, theirs) for t in triggers)
+    reschedule(conn, theirs, now)
+    return started
 
 
-def start_follow_up(ctx: CycleContext, conn: Any, trigger: Trigger, now: datetime) -> int:
-    """Returns 1 when a follow-up with steps to send was started, else 0."""
+def reschedule(conn: Any, sequence_ids: list[str], now: datetime) -> None:
+    """One task for the therapist listing the sessions they cancelled in this poll."""
+    if sequence_ids:
+        digest = hashlib.sha256("|".join(sorted(sequence_ids)).encode()).hexdigest()[:12]
+        notices.create(conn, f"reschedule-{digest}", "reschedule", now, now, refs=sorted(sequence_ids))
+        log.info("%d session(s) the therapist cancelled: one reschedule task, no client follow-up",
+                 len(sequence_ids))
+
+
+def start_follow_up(ctx: CycleContext, conn: Any, trigger: Trigger, now: datetime,
+                    theirs: list[str] | None = None) -> int:
+    """Returns 1 when a follow-up with steps to send was started, else 0.  The therapist's own
+    cancellations are recorded and their sequence ids added to ``theirs``."""
     seq = sequence_id(trigger)
     if followups.exists(conn, seq):
         return 0
     why_not = _why_not(ctx, conn, trigger, seq)
     if why_not:
         followups.create(conn, trigger, seq, [], now, closed_reason=why_not)
+        if why_not == "therapist_cancelled":
+            ctx.store.audit(conn, now, "therapist_cancelled", sequence_id=seq,
+                            detail=trigger.by_therapist or "out_of_office")
+            if theirs is not None and trigger.client_id:
+                theirs.append(seq)
         if why_not == "ambiguous":
             ctx.store.report(conn, now, "ambiguous", trigger.calendar, trigger.session_key,
                                 f"{trigger.kind} on {ts(trigger.session_start)}: {trigger.ambiguous}")
@@ -56,6 +83,8 @@ def start_follow_up(ctx: CycleContext, conn: Any, trigger: Trigger, now: datetim
 
 
 def _why_not(ctx: CycleContext, conn: Any, trigger: Trigger, seq: str) -> str | None:
+    if trigger.kind in CANCELS and (trigger.by_therapist or _in_absence(conn, trigger.calendar, trigger.session_key)):
+        return "therapist_cancelled"
     if trigger.ambiguous or not trigger.client_id:
         return "ambiguous"
     window = ctx.config.detection.rebook_window.approx
@@ -76,11 +105,15 @@ def _begin(ctx: CycleContext, conn: Any, trigger: Trigger, seq: str, now: dateti
     client = ctx.client_of(trigger.client_id, trigger.client_name, trigger.client_email)
     skip = "opted_out" if client.do_not_contact or followups.opted_out(conn, client.id) else None
     planned = plan(ctx.config, replace(trigger, detected_at=now), seq)
+    if not skip:
+        planned = safety.adjust(ctx, conn, trigger, client, planned, seq, now)
     skipped = _already_received(ctx, conn, trigger, planned)
     if reopen:
         followups.reopen(conn, seq, planned, now, skip_reason=skip, skipped=skipped)
     else:
         followups.create(conn, trigger, seq, planned, now, skip_reason=skip, skipped=skipped)
+    if trigger.kind in CANCELS and not skip:
+        bursts.check(ctx.store, conn, ctx.config, now)
     ctx.store.audit(conn, now, "reconsidered" if reopen else "detected", sequence_id=seq, detail=trigger.kind)
     log.info("follow-up %s %s (%s)%s", seq, "started after a correction" if reopen else "started",
              trigger.kind, " but opted out" if skip else "")
@@ -100,13 +133,28 @@ def _already_received(ctx: CycleContext, conn: Any, trigger: Trigger, planned: l
     return {p.n: ALREADY_SENT for p in planned if p.n in received and p.channel in facing}
 
 
-def review(ctx: CycleContext, conn: Any, calendar: str, now: datetime) -> int:
+def _in_absence(conn: Any, calendar: str, key: str) -> bool:
+    """Whether the session lies inside an out-of-office block known on any calendar."""
+    session = session_store.get(conn, calendar, key)
+    return session is not None and absences.overlapping(conn, session.start, session.end)
+
+
+def review(ctx: CycleContext, conn: Any, calendar: str, now: datetime, theirs: list[str] | None = None) -> int:
     """Withdraw the calendar's open follow-ups whose trigger no longer holds (marker removed,
-    session restored or moved) and follow a corrected date; returns follow-ups started instead."""
+    session restored or moved) and follow a corrected date; returns follow-ups started instead.
+    A cancellation that now lies inside an out-of-office block (added after it) becomes the
+    therapist's own: closed ``therapist_cancelled`` and added to ``theirs``."""
     started = 0
     for row in followups.open_on_calendar(conn, calendar):
         missed = followups.missed_of(row)
         session = session_store.get(conn, calendar, row["session_key"])
+        if missed.kind in CANCELS and session is not None and absences.overlapping(conn, session.start, session.end):
+            followups.stop(conn, row["id"], "therapist_cancelled", now)
+            ctx.store.audit(conn, now, "therapist_cancelled", sequence_id=row["id"], detail="out_of_office")
+            log.info("follow-up %s: the session lies in an out-of-office block; closed as the therapist's", row["id"])
+            if theirs is not None:
+                theirs.append(row["id"])
+            continue
         if rules.trigger_withdrawn(missed, session, now):
             followups.stop(conn, row["id"], "withdrawn", now)
             ctx.store.audit(conn, now, "withdrawn", sequence_id=row["id"])
@@ -147,3 +195,19 @@ def rebooked(conn: Any, step: Any, rebook_window: timedelta) -> bool:
         return False
     missed = followups.missed_of(step)
     return session_store.coming_back(conn, step["client_id"], missed, rebook_window) is not None
+
+
+def note_invitation(ctx: CycleContext, conn: Any, seq_id: str, now: datetime) -> None:
+    """A follow-up whose every step went out (closed ``sent``) has given the invitation to
+    return: the contact log says so once.  Nothing more is ever sent, and never a discharge."""
+    row = followups.sequence(conn, seq_id)
+    if row is None or row["closed_reason"] != "sent":
+        return
+    from daemon.store.tables import audit
+
+    import sqlalchemy as sa
+
+    if conn.execute(sa.select(audit.c.id).where(audit.c.sequence_id == seq_id,
+                                                audit.c.event == "invitation_given")).first() is None:
+        ctx.store.audit(conn, now, "invitation_given", sequence_id=seq_id,
+                        detail="every step went out; the invitation to return was given and nothing more is sent")

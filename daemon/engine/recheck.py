@@ -14,7 +14,7 @@ from typing import Any
 from connectors.channels.base import Channel
 from daemon import rules
 from daemon.clients import BLOCKED_BY_DIRECTORY
-from daemon.engine import messages, planning
+from daemon.engine import bursts, messages, planning, safety
 from daemon.engine.cadence import gap_before
 from daemon.engine.context import CycleContext
 from daemon.model import OPEN_STATES, Client
@@ -41,6 +41,8 @@ class Recheck:
         reason = self._no_longer_wanted(conn, step, client, channel, now)
         if reason:
             return reason
+        if bursts.is_held(step):     # nothing in a held burst goes before the therapist's word
+            return HOLD
         if self._protected(conn, step, client, now):
             return HOLD
         cal = conn.execute(calendars.select().where(calendars.c.name == step["calendar"])).mappings().first()
@@ -49,8 +51,8 @@ class Recheck:
             return HOLD
         due = dt(step["due_at"])
         assert due is not None
-        if now - due > self.config.cadence.max_lateness.approx:
-            return "too_late"
+        if now - due > self.config.cadence.max_lateness.approx and not safety.is_safety(conn, step["sequence_id"]):
+            return "too_late"            # a safety client's follow-up is never closed silently
         if self._keeps_spacing(conn, step, now):
             return HOLD
         return self._channel_limits(conn, step, client, channel, now)

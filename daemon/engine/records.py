@@ -29,9 +29,13 @@ def shown_state(state: str, reason: str | None) -> tuple[str, str | None, str]:
 
 
 def step_records(engine: Any) -> list[dict[str, Any]]:
+    from daemon.engine.patterns import pattern_of
+
     tz = engine.config.practice.timezone
     with engine.store.transaction() as conn:
         rows = followups.all_steps(conn)
+        firsts = {r["sequence_id"]: r for r in rows}
+        pattern = {seq: pattern_of(conn, engine.config, r) for seq, r in firsts.items()}
     out = []
     for r in rows:
         client = engine.client_of(r["client_id"], r["client_name"], r["client_email"])
@@ -40,5 +44,6 @@ def step_records(engine: Any) -> list[dict[str, Any]]:
                     "trigger": r["trigger"], "step": r["n"], "channel": r["channel"],
                     "due_at": _local(r["due_at"], tz), "state": state, "reason": reason,
                     "detail": detail, "sequence": r["sequence_id"], "id": r["id"], "calendar": r["calendar"],
-                    "sent_at": _local(r["finished_at"], tz) if r["state"] == "sent" else None})
+                    "sent_at": _local(r["finished_at"], tz) if r["state"] == "sent" else None,
+                    "pattern": pattern[r["sequence_id"]]})
     return out

@@ -128,6 +128,30 @@ audit = sa.Table(
 )
 
 
+absences = sa.Table(
+    "absences", metadata,             # the therapist's out-of-office blocks, as each calendar last showed them
+    sa.Column("calendar", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("start", sa.String(40), nullable=False),
+    sa.Column("end", sa.String(40), nullable=False),
+)
+
+
+notices = sa.Table(
+    "notices", metadata,              # messages to the therapist alone: reschedule lists, safety alerts
+    sa.Column("id", sa.String(60), primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("sequence_id", sa.String(40)),
+    sa.Column("refs", sa.Text, nullable=False, default="[]"),   # JSON: the sequences it is about
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("due_at", sa.String(40), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),         # planned | sending | sent | skipped | failed
+    sa.Column("reason", sa.Text),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Index("ix_notices_due", "state", "due_at"),
+)
+
+
 def ts(value: datetime | None) -> str | None:
     """A sortable UTC text form of an aware datetime."""
     if value is None:

@@ -22,10 +22,12 @@ ALLOWED = {
     "practice": "the practice's name",
     "practice_phone": "the practice's phone number (may be empty)",
     "rebooking_link": "where the client can book again (may be empty)",
+    "safety_protocol": "the practice's [safety] protocol text (call tasks only: never in a message to the client)",
+    "emergency_contact": "the client's emergency contact (call tasks only: never in a message to the client)",
 }
 
 
-CALL_TASK_ONLY = frozenset({"client_name", "client_phone"})   # the therapist's, never the client's
+CALL_TASK_ONLY = frozenset({"client_name", "client_phone", "safety_protocol", "emergency_contact"})   # the therapist's, never the client's
 
 
 FILTERS = frozenset({"default", "d", "upper", "lower", "title", "capitalize", "trim", "replace",

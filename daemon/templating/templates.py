@@ -1,7 +1,9 @@
 """Message templates the therapist edits: Jinja2 in a locked-down sandbox.
 
 A template is ``NAME.txt`` (optional first line ``Subject: ...``, then a blank
-line, then the body) and optionally ``NAME.html``.  What a template may contain
+line, then the body) and optionally ``NAME.html``; per language ``NAME.LANG.txt`` (``LANG`` a
+BCP 47 tag such as ``es`` or ``es-MX``), used for clients whose directory ``language`` is
+that one, falling back from ``es-MX`` to ``es`` to the default template.  What a template may contain
 and the limits of a render live in ``daemon.templating.allowlist`` and ``daemon.templating.sandbox``; every render
 validates the text first, so a broken or hostile file is refused, never run.
 """
@@ -72,13 +74,18 @@ class Templates:
         self.folder = folder
         self.env = environment()
 
-    def locate(self, name: str) -> Source:
-        """The files of template ``name``; the therapist's folder wins over the defaults."""
+    def locate(self, name: str, language: str = "") -> Source:
+        """The files of template ``name`` (in ``language`` where such a template exists).
+
+        The therapist's folder wins over the defaults: their own ``NAME.LANG``, then their own
+        ``NAME`` (their words, which may be fitted to the step, e.g. a text message), and only
+        then the packaged ``NAME.LANG`` and ``NAME``."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
             raise TemplateError(f"'{name}' is not a template name (letters, digits, _ and -)")
-        bases: tuple[tuple[Traversable, str], ...] = ((self.folder, "yours"), (defaults_dir(), "default"))
-        for base, origin in bases:
-            text, html = base.joinpath(f"{name}.txt"), base.joinpath(f"{name}.html")
+        stems = [*(f"{name}.{tag}" for tag in language_candidates(language)), name]
+        order = [(self.folder, "yours", stem) for stem in stems] + [(defaults_dir(), "default", stem) for stem in stems]
+        for base, origin, stem in order:
+            text, html = base.joinpath(f"{stem}.txt"), base.joinpath(f"{stem}.html")
             try:
                 if text.is_file():
                     return Source(name, text, html if html.is_file() else None, origin)
@@ -93,7 +100,8 @@ class Templates:
         for base in (defaults_dir(), self.folder):
             try:
                 if base.is_dir():
-                    found |= {item.name[:-len(".txt")] for item in base.iterdir() if item.name.endswith(".txt")}
+                    found |= {item.name[:-len(".txt")] for item in base.iterdir()
+                              if item.name.endswith(".txt") and "." not in item.name[:-len(".txt")]}
             except OSError:           # unreadable: locate() names the problem when it matters
                 continue
         return sorted(found)
@@ -102,9 +110,9 @@ class Templates:
         """Every problem of template ``name`` (syntax, unknown variables, forbidden constructs,
         and with ``client_facing`` the call-task-only variables)."""
         try:
-            src = self.locate(name)
+            sources = [self.locate(name)] + [self.locate(name, tag) for tag in self.languages(name)]
             problems = []
-            for path in filter(None, (src.text_path, src.html_path)):
+            for path in dict.fromkeys(p for src in sources for p in (src.text_path, src.html_path) if p):
                 problems.extend(validate_text(_read(path), str(path)))
                 if client_facing:
                     problems.extend(client_facing_problems(_read(path), str(path)))
@@ -114,12 +122,26 @@ class Templates:
             return exc.problems or [str(exc)]
         return problems
 
-    def render(self, name: str, context: dict[str, str], *, audience: str = "therapist") -> Rendered:
-        """Render template ``name``; raises TemplateError (only) naming file and line.
+    def languages(self, name: str) -> list[str]:
+        """The language tags template ``name`` has its own files for (either folder)."""
+        found: set[str] = set()
+        for base in (defaults_dir(), self.folder):
+            try:
+                if base.is_dir():
+                    found |= {item.name[len(name) + 1:-len(".txt")] for item in base.iterdir()
+                              if item.name.startswith(name + ".") and item.name.endswith(".txt")}
+            except OSError:
+                continue
+        return sorted(t for t in found if t and "." not in t)
+
+    def render(self, name: str, context: dict[str, str], *, audience: str = "therapist",
+               language: str = "") -> Rendered:
+        """Render template ``name`` (in ``language`` where it exists); raises TemplateError
+        (only) naming file and line.
 
         For ``audience="client"`` every part (subject and text, HTML) is refused when it uses
         a call-task-only variable, and those values are not even in the context."""
-        src = self.locate(name)
+        src = self.locate(name, language)
         texts = {path: _read(path) for path in filter(None, (src.text_path, src.html_path))}
         if audience == "client":
             problems = [p for path, text in texts.items() for p in client_facing_problems(text, str(path))]
@@ -218,9 +240,28 @@ def readable_phone(number: str, region: str) -> str:
     return phonenumbers.format_number(parsed, kind)
 
 
+def language_candidates(language: str) -> list[str]:
+    """``es-MX`` → ``["es-MX", "es"]``; "" → []."""
+    tag = language.strip().replace("_", "-")
+    if not tag:
+        return []
+    parts = tag.split("-")
+    return list(dict.fromkeys("-".join(parts[:n]) for n in range(len(parts), 0, -1)))
+
+
+def babel_locale(language: str, default: str) -> str:
+    """The Babel locale for a client's BCP 47 ``language`` (``es-MX`` → ``es_MX``), else ``default``."""
+    if not language:
+        return default
+    try:
+        return str(Locale.parse(language.replace("_", "-"), sep="-"))
+    except (ValueError, LookupError):
+        return default
+
+
 def context_for(client: Client, session_start: datetime, trigger: str, *, tz: tzinfo, locale: str,
                 therapist: str, practice: str, practice_phone: str = "",
-                rebooking_link: str = "", region: str = "") -> dict[str, str]:
+                rebooking_link: str = "", region: str = "", safety_protocol: str = "") -> dict[str, str]:
     """The allowlisted variables for one message (built once, used by every channel)."""
     local = session_start.astimezone(tz)
     return {
@@ -233,6 +274,7 @@ def context_for(client: Client, session_start: datetime, trigger: str, *, tz: tz
         "therapist_first_name": therapist.split()[0] if therapist.split() else therapist,
         "practice": practice, "practice_phone": readable_phone(practice_phone, region) or practice_phone,
         "rebooking_link": rebooking_link,
+        "safety_protocol": safety_protocol, "emergency_contact": client.emergency_contact,
     }
 
 
@@ -242,7 +284,9 @@ def sample_context() -> dict[str, str]:
             "session_date": "Tuesday, March 3", "session_time": "10:00 AM", "session_weekday": "Tuesday",
             "trigger": "no_show", "therapist": "Ana Ruiz", "therapist_first_name": "Ana",
             "practice": "Riverside Counselling", "practice_phone": "+1 555 010 0100",
-            "rebooking_link": "https://book.example/riverside"}
+            "rebooking_link": "https://book.example/riverside",
+            "safety_protocol": "Try the client again; if you cannot reach them, call their emergency contact.",
+            "emergency_contact": "Robin Example (partner) +1 555 010 0111"}
 
 
 SAMPLE_CLIENT = "Sam Example"
@@ -253,7 +297,8 @@ def sample_client(region: str) -> Client:
     """A fictional client with the documentation example number of the practice's region."""
     example = phonenumbers.example_number_for_type(region or "US", phonenumbers.PhoneNumberType.MOBILE)
     phone = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164) if example else ""
-    return Client(id="sample", name=SAMPLE_CLIENT, email="sam.example@example.invalid", phone=phone)
+    return Client(id="sample", name=SAMPLE_CLIENT, email="sam.example@example.invalid", phone=phone,
+                  emergency_contact=sample_context()["emergency_contact"])
 
 
 def copy_defaults(folder: Path) -> list[str]:

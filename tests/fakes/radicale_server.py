@@ -55,10 +55,13 @@ class RadicaleServer:
             htpasswd = folder / "htpasswd"
             htpasswd.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
             settings["auth"] = {"type": "htpasswd", "htpasswd_filename": str(htpasswd),
-                                "htpasswd_encryption": "plain"}
+                                "htpasswd_encryption": "plain",
+                                "delay": "0"}   # no brute-force pause after a wrong password in tests
         config.update(settings, "welcomeback tests")
         self.app = radicale.Application(config)
         self.rewrites: list[tuple[bytes, bytes]] = []   # (old, new) applied to every response body
+        self.requests: list[tuple[str, str, int]] = []   # (method, path, status) of every answered request
+        self.after: Any = None       # called with (method, path, status) once Radicale answered, before the reply
         self.server = make_server("127.0.0.1", 0, self._serve, server_class=_Server, handler_class=_Quiet)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
@@ -71,18 +74,29 @@ class RadicaleServer:
         self.server.server_close()
 
     def _serve(self, environ: dict[str, Any], start_response: Any) -> Any:
-        """Radicale, with the test's ``rewrites`` applied to what it answers (a fault at the wire)."""
-        if not self.rewrites:
-            return self.app(environ, start_response)
+        """Radicale, with the test's ``rewrites`` applied to what it answers (a fault at the wire),
+        every request counted in ``requests`` and the test's ``after`` hook run before the reply."""
+        if not self.rewrites and self.after is None:
+            def counted(status: str, headers: Any, *exc: Any) -> Any:
+                self._count(environ, status)
+                return start_response(status, headers, *exc)
+
+            return self.app(environ, counted)
         environ = {k: v for k, v in environ.items() if k != "HTTP_ACCEPT_ENCODING"}   # plain bytes
         captured: list[Any] = []
         body = b"".join(self.app(environ, lambda status, headers, *exc: captured.append((status, headers))))
         for old, new in self.rewrites:
             body = body.replace(old, new)
         status, headers = captured[0]
+        self._count(environ, status)
+        if self.after is not None:
+            self.after(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), int(status.split()[0]))
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         start_response(status, headers + [("Content-Length", str(len(body)))])
         return [body]
+
+    def _count(self, environ: dict[str, Any], status: str) -> None:
+        self.requests.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), int(status.split()[0])))
 
     @property
     def url(self) -> str:
