@@ -65,6 +65,7 @@ def sign_in(browser, site) -> None:
     assert browser.current_url.endswith("/login")
     browser.find_element(*by("ID", "password")).send_keys(PASSWORD)
     browser.find_element(*by("CSS_SELECTOR", "form button[type=submit]")).click()
+    wait_for(browser, lambda d: d.current_url.rstrip("/") == site.base)
     assert browser.find_element(*by("TAG_NAME", "h1")).text == "Today"
 
 
@@ -76,9 +77,11 @@ def shot(browser, site, name: str) -> Path:
 
 
 def wait_for(browser, condition, timeout: float = 5.0):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout).until(condition)
+    return WebDriverWait(browser, timeout, ignored_exceptions=(StaleElementReferenceException,
+                                                               NoSuchElementException)).until(condition)
 
 
 def test_sign_in_mark_reached_and_the_follow_up_stops(browser, site, capsys):
@@ -88,14 +91,14 @@ def test_sign_in_mark_reached_and_the_follow_up_stops(browser, site, capsys):
     assert card.find_element(*by("CSS_SELECTOR", "a[href^='tel:']")).get_attribute("href") == "tel:+15550100201"
     shot(browser, site, "today")
     card.find_element(*by("CSS_SELECTOR", "button[value=reached]")).click()
-    assert "Marked reached; 2 planned step(s) stopped." in browser.find_element(*by("CSS_SELECTOR", ".note")).text
+    wait_for(browser, lambda d: "Marked reached; 2 planned step(s) stopped." in d.find_element(*by("CSS_SELECTOR", ".note")).text)
     assert {(s["state"], s["reason"]) for s in site.practice.status(capsys)} == {("skipped", "reached")}
     for path in PAGES:
         browser.get(site.base + path)
         assert browser.find_element(*by("TAG_NAME", "h1")).text
         shot(browser, site, path.strip("/").replace("/", "-") or "today-after")
     browser.find_element(*by("CSS_SELECTOR", ".signout button")).click()
-    assert browser.current_url.endswith("/login")
+    wait_for(browser, lambda d: d.current_url.endswith("/login"))
     browser.get(site.base + "/")
     assert browser.current_url.endswith("/login")
     assert len(list(site.shots.glob("*.png"))) == len(PAGES) + 1
@@ -108,8 +111,7 @@ def test_template_error_inline_then_fixed_with_live_preview(browser, site):
     area.clear()
     area.send_keys("Subject: Thinking of you\n\nHello {{ client_first_name }\n")
     browser.find_element(*by("CSS_SELECTOR", "button[value=save]")).click()
-    problem = browser.find_element(*by("CSS_SELECTOR", "#problems .problem"))
-    assert problem.text.startswith("Line 3")
+    wait_for(browser, lambda d: d.find_element(*by("CSS_SELECTOR", "#problems .problem")).text.startswith("Line 3"))
     shot(browser, site, "template-error")
     area = browser.find_element(*by("ID", "text"))
     area.clear()
@@ -118,7 +120,7 @@ def test_template_error_inline_then_fixed_with_live_preview(browser, site):
     assert browser.find_elements(*by("CSS_SELECTOR", "#problems .problem")) == []   # the live preview
     assert browser.find_element(*by("ID", "length")).text == str(len("Hello Sam, the door is open."))
     browser.find_element(*by("CSS_SELECTOR", "button[value=save]")).click()
-    assert "Saved." in browser.page_source
+    wait_for(browser, lambda d: "Saved." in d.page_source)
     shot(browser, site, "template-fixed")
     assert "the door is open" in (site.practice.root / "templates" / "email_followup.txt").read_text()
 
@@ -129,7 +131,7 @@ def test_resolve_an_uncertain_step_from_needs_attention(browser, site, capsys):
     browser.get(site.base + "/attention")
     shot(browser, site, "attention-uncertain")
     browser.find_element(*by("CSS_SELECTOR", f"form[action='/step/{step}/resolve'] button[value=sent]")).click()
-    assert f"Step {step}: sent." in browser.find_element(*by("CSS_SELECTOR", ".note")).text
+    wait_for(browser, lambda d: f"Step {step}: sent." in d.find_element(*by("CSS_SELECTOR", ".note")).text)
     assert [s["state"] for s in site.practice.status(capsys) if s["id"] == step] == ["sent"]
 
 
@@ -138,6 +140,7 @@ def test_keyboard_only_sign_in(browser, site):
 
     browser.get(site.base + "/login")
     browser.switch_to.active_element.send_keys(PASSWORD + Keys.ENTER)   # the field has autofocus
+    wait_for(browser, lambda d: d.current_url.rstrip("/") == site.base)
     assert browser.find_element(*by("TAG_NAME", "h1")).text == "Today"
 
 

@@ -18,7 +18,7 @@ from tests.web_support import PASSWORD, console, make_uncertain, state_folder
 pytestmark = pytest.mark.shows_client_data   # pages show client names to the therapist (logs still checked)
 
 GET_PAGES = ["/", "/followups", "/followups?state=planned", "/attention", "/templates",
-             "/templates/phone_call", "/clients", "/clients?q=jane", "/client/0", "/calendars", "/patterns"]
+             "/templates/phone_call", "/clients", "/clients?q=jane", "/client/0", "/calendars", "/patterns", "/patterns?month=2026-10", "/patterns/chart.svg"]
 
 
 @pytest.fixture
@@ -78,10 +78,14 @@ def test_every_page_renders_signed_in_with_strict_headers(site, path):
     resp = client.get(path)
     assert resp.status_code == 200, path
     h = resp.headers
-    assert "default-src 'none'" in h["Content-Security-Policy"] and "unsafe-inline" not in h["Content-Security-Policy"]
+    assert "default-src 'none'" in h["Content-Security-Policy"]
+    assert "unsafe-inline" not in h["Content-Security-Policy"] or path.startswith("/patterns/chart.svg")
     assert h["X-Frame-Options"] == "DENY" and h["Referrer-Policy"] == "no-referrer"
     assert h["Cache-Control"] == "no-store"
     page = resp.get_data(as_text=True)
+    if path.endswith(".svg"):
+        assert page.startswith("<") and "<svg" in page
+        return
     assert "<script>" not in page and "style=" not in page and "<style" not in page   # CSP: no inline code
 
 
@@ -153,6 +157,7 @@ def test_sign_out_ends_the_session(site):
     ("/client/0/optout", {}),
     ("/step/{step}/resolve", {"action": "sent"}),
     ("/templates/phone_call", {"text": "Call {{ client_name }}", "do": "save"}),
+    ("/bursts/confirm", {}),
     ("/logout", {}),
 ])
 def test_wrong_or_another_sessions_csrf_token_is_refused(site, capsys, path, data):
@@ -280,3 +285,43 @@ def test_access_log_has_paths_and_ids_never_names_or_queries(site, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "daemon.web.access"]
     assert "GET /clients 200" in lines and "GET /client/0 200" in lines
     assert not any("q=" in line or "Jane" in line for line in lines)
+
+
+def test_patterns_show_the_month_report(site):
+    _, app, _, _ = site
+    client, _ = sign_in(app)
+    page = client.get("/patterns?month=2026-11").get_data(as_text=True)
+    assert "Patterns, 2026-11" in page and "Jane Doe" in page and 'alt="Chart:' in page
+    assert client.get("/patterns?month=soon").status_code == 400
+
+
+def test_a_held_burst_is_confirmed_for_one_and_dismissed_for_the_rest(tmp_path, capsys):
+    from tests.conftest import local
+    from tests.ics import Ev
+    from tests.stories import team
+
+    practice = make_practice(tmp_path / "p")
+    sessions = [Ev(f"b{i}", local(2026, 11, 10, 10 + i), local(2026, 11, 10, 10 + i, 50), who)
+                for i, who in enumerate(["Jane Doe", "Omar Haddad", "Mia Stone"])]
+    practice.calendar([team(), *sessions])
+    practice.once(local(2026, 11, 5, 9))
+    for s in sessions:
+        s.status = "CANCELLED"
+    practice.calendar([team(), *sessions])
+    practice.once(local(2026, 11, 6, 9))
+    assert {r["reason"] for r in practice.status(capsys) if r["step"] == 1} == {"burst"}
+    app, engine, _ = console(practice, local(2026, 11, 6, 10), story=False)
+    try:
+        client, token = sign_in(app)
+        page = client.get("/attention").get_data(as_text=True)
+        assert "Several cancellations at once" in page and "I cancelled these" in page and "Mia Stone" in page
+        omar = re.search(r'name="client" value="([^"]+)"><button type="submit">Confirm</button>', page.split("Omar Haddad", 1)[1]).group(1)
+        resp = client.post("/bursts/confirm", data={"csrf": token, "client": omar}, follow_redirects=True)
+        assert "Confirmed: 1 follow-up(s) go ahead." in resp.get_data(as_text=True)
+        resp = client.post("/bursts/dismiss", data={"csrf": token}, follow_redirects=True)
+        assert "2 follow-up(s) closed" in resp.get_data(as_text=True)
+        steps = practice.status(capsys)
+        assert {(r["state"], r["reason"]) for r in steps if r["client"] != "Omar Haddad"} == {("skipped", "therapist_cancelled")}
+        assert {r["state"] for r in steps if r["client"] == "Omar Haddad"} == {"planned"}
+    finally:
+        engine.close()

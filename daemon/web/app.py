@@ -23,6 +23,7 @@ from daemon.web import security
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("daemon.web.access")
+CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 PUBLIC = {"login", "healthz", "static"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; connect-src 'self'")
@@ -65,7 +66,8 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
 
     @app.after_request
     def headers(response: Any) -> Any:
-        response.headers["Content-Security-Policy"] = CSP
+        # The chart is an image of counts (no names): its own inline SVG styles may apply.
+        response.headers["Content-Security-Policy"] = CHART_CSP if request.endpoint == "patterns_chart" else CSP
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -175,8 +177,14 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
                                                sessions.c.ambiguous)
                                      .where(sessions.c.ambiguous != "")).mappings().all()
             degraded = conn.execute(sa.select(calendars).where(calendars.c.degraded.is_not(None))).mappings().all()
+            from daemon.engine import bursts
+
+            held = [{"client_id": r["client_id"], "session_start": r["session_start"], "trigger": r["trigger"],
+                     "client": engine.client_of(r["client_id"], r["client_name"], r["client_email"]).name}
+                    for r in bursts.held_sequences(conn)]
         records = [r for r in step_records(engine) if r["state"] in ("uncertain", "failed", "held")]
-        return render_template("attention.html", ambiguous=ambiguous, degraded=degraded, records=records)
+        return render_template("attention.html", ambiguous=ambiguous, degraded=degraded, records=records,
+                               held=held)
 
     @app.get("/clients")
     def clients_page() -> Any:
@@ -215,17 +223,51 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
         return render_template("calendars.html", cals=[(c.name, c.kind, rows.get(c.name))
                                                        for c in engine.config.calendars])
 
+    def _month() -> Any:
+        from daemon.engine.report import Month
+
+        try:
+            return Month.parse(request.args["month"]) if request.args.get("month") else \
+                Month.of(now(), engine.config.practice.timezone)
+        except ValueError as exc:
+            abort(400, str(exc))
+
     @app.get("/patterns")
     def patterns() -> Any:
+        from daemon.engine import report
+
+        month = _month()
         with engine.store.transaction() as conn:
-            rows = conn.execute(sa.select(sequences.c.client_id, sequences.c.client_name,
-                                          sequences.c.session_start, sequences.c.trigger)).mappings().all()
-        table: dict[tuple[str, str], int] = {}
-        for r in rows:
-            name = engine.client_of(r["client_id"], r["client_name"]).name
-            month = r["session_start"][:7]
-            table[(name, month)] = table.get((name, month), 0) + 1
-        return render_template("patterns.html", rows=sorted(table.items()))
+            names = {c.id: c.name for c in engine.directory.clients}
+            found = report.monthly(conn, engine.config, names, month, now())
+            series = report.misses_by_month(conn, engine.config, month)
+        return render_template("patterns.html", found=found, series=series, month=str(month),
+                               previous=str(month.shift(-1)), following=str(month.shift(1)))
+
+    @app.get("/patterns/chart.svg")
+    def patterns_chart() -> Any:
+        from daemon.engine import report
+
+        month = _month()
+        with engine.store.transaction() as conn:
+            series = report.misses_by_month(conn, engine.config, month)
+        svg = report.chart_svg(series, f"Missed and cancelled sessions, {series[0][0]} to {month}")
+        return svg, 200, {"Content-Type": "image/svg+xml"}
+
+    @app.post("/bursts/<what>")
+    def burst(what: str) -> Any:
+        from daemon.engine import bursts
+
+        client_id = request.form.get("client") or None
+        if what == "confirm":
+            n = bursts.confirm(engine.store, client_id, now(), by=_by())
+            flash(f"Confirmed: {n} follow-up(s) go ahead.")
+        elif what == "dismiss":
+            n = bursts.dismiss(engine.store, client_id, now(), by=_by())
+            flash(f"Noted as your own cancellations: {n} follow-up(s) closed, nothing is sent.")
+        else:
+            abort(404)
+        return redirect(url_for("attention"))
 
     from daemon.web import template_pages
 
