@@ -105,6 +105,7 @@ def test_the_configuration_table_matches_the_schema() -> None:
         "[channels.email]": keys_of(c.EmailCommon) | _options(EMAIL_BACKENDS),
         "[channels.phone]": keys_of(c.PhoneCommon) | _options(PHONE_BACKENDS),
         "[digest]": keys_of(c.Digest), "[retention]": keys_of(c.Retention), "[templates]": keys_of(c.Templates),
+        "[web]": keys_of(c.Web),
         "[safety]": keys_of(c.Safety),
         "[inbox]": keys_of(c.Inbox),
     }

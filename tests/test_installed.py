@@ -24,7 +24,7 @@ from tests.installed import (
 
 pytestmark = pytest.mark.installed
 
-RUNTIME_SUFFIXES = (".py", ".txt", ".html")
+RUNTIME_SUFFIXES = (".py", ".txt", ".html", ".css", ".js")
 
 
 def _tracked(*folders: str) -> list[str]:
@@ -39,6 +39,16 @@ def test_the_wheel_holds_every_file_read_at_run_time() -> None:
     assert expected, "git ls-files found nothing"
     assert sorted(expected - names) == []
     assert {"welcomeback_templates/email_followup.html", "welcomeback_templates/phone_call.txt"} <= names
+    assert {"daemon/web/templates/today.html", "daemon/web/static/console.css",
+            "daemon/web/static/preview.js"} <= names      # the console's pages and assets
+
+
+def test_web_without_the_extra_exits_2_naming_it(tmp_path: Path) -> None:
+    config = sample_practice(tmp_path / "practice")
+    for command in (["web"], ["web", "set-password"]):
+        result = welcomeback(wheel_venv(), "--config", str(config), *command, cwd=config.parent)
+        assert result.returncode == 2, result.stderr
+        assert "pip install 'welcomeback[web]'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_installed_copy_works_from_another_folder(tmp_path: Path) -> None:

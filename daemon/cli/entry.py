@@ -122,6 +122,11 @@ def _setup(sub: Any) -> None:
     templates = _add(sub, "templates", "list the message templates, or safely edit one")
     templates.add_argument("action", choices=("list", "edit"), help="list, or edit NAME")
     templates.add_argument("name", nargs="?", metavar="NAME", help="the template to edit, e.g. phone_call")
+    web = _add(sub, "web", "the therapist's console, a local web page (or: web set-password)")
+    web.add_argument("action", nargs="?", choices=("set-password",),
+                     help="set-password: store the console's password (read from standard input)")
+    web.add_argument("--listen", metavar="HOST:PORT", help="where to listen (default: [web] listen, "
+                     "else 127.0.0.1:8765); not loopback only with TLS or trusted_proxy")
     auth = _add(sub, "auth", "sign in to a calendar provider and store its token as a secret")
     auth.add_argument("provider", choices=("google",), help="google (the only provider that needs a sign-in)")
     from daemon.secrets import KNOWN
@@ -154,7 +159,13 @@ def handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
             "check": commands.check, "preview": commands.preview, "reached": commands.reached,
             "optout": commands.optout, "optin": commands.optin, "resolve": commands.resolve,
             "history": commands.history, "digest": commands.digest, "demo": commands.demo,
-            "auth": commands.auth, "secret": commands.secret, "templates": commands.templates}
+            "auth": commands.auth, "secret": commands.secret, "templates": commands.templates, "web": _web}
+
+
+def _web(args: argparse.Namespace) -> int:
+    from daemon.cli.web import serve
+
+    return serve(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,11 +33,12 @@ from daemon.config.sections import (
     StepSpec,
     Store,
     Templates,
+    Web,
 )
 from daemon.errors import ConfigError
 
 TOP_LEVEL = ("practice", "store", "calendars", "clients", "detection", "cadence", "channels",
-             "digest", "retention", "templates", "safety", "inbox")
+             "digest", "retention", "templates", "safety", "inbox", "web")
 
 
 def load(path: Path) -> Config:
@@ -81,17 +82,18 @@ def parse(data: dict[str, Any], path: Path, problems: Problems) -> Config | None
     digest = build(Digest, data.get("digest", {}), "digest", problems)
     retention = build(Retention, data.get("retention", {}), "retention", problems)
     templates = build(Templates, data.get("templates", {}), "templates", problems)
+    web = build(Web, data.get("web", {}), "web", problems)
     safety = build(Safety, data.get("safety", {}), "safety", problems)
     inbox = _inbox(data["inbox"], problems) if "inbox" in data else None
     if digest is not None and not _is_hhmm(digest.at):
         problems.add("digest", "at", f"'{digest.at}' is not a time like 07:30")
     parts = [practice, store, calendars, clients, detection, cadence, email, phone, digest,
-             retention, templates, safety]
+             retention, templates, safety, web]
     if any(p is None for p in parts) or problems.items:
         return None
     assert calendars is not None and cadence is not None
     return Config(path, practice, store, calendars, clients, detection, cadence, email, phone,
-                  dry_run, digest, retention, templates, raw=data, safety=safety, inbox=inbox)
+                  dry_run, digest, retention, templates, raw=data, safety=safety, inbox=inbox, web=web)
 
 
 def _inbox(data: Any, problems: Problems) -> Inbox | None:

@@ -279,6 +279,28 @@ class Templates:
                                           "(defaults are copied there on first use).")
 
 
+def _listen(value: Any) -> str:
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"'{value}' is not HOST:PORT, e.g. 127.0.0.1:8765")
+    return text
+
+
+@dataclass
+class Web:
+    listen: str | None = option(None, parse=_listen, example="127.0.0.1:8765",
+                                doc="Where the therapist's console listens; `run` serves it too when set "
+                                    "(`welcomeback web` alone serves it on 127.0.0.1:8765 by default).")
+    idle_timeout: Duration = option(default_factory=lambda: parse_duration("30 minutes"), parse=_duration,
+                                    doc="Sign the console out after this long without use.")
+    tls_cert: str | None = option(None, doc="A TLS certificate file (relative to this file); with tls_key "
+                                            "allows a non-loopback listen address.")
+    tls_key: str | None = option(None, doc="The TLS key file for tls_cert.")
+    trusted_proxy: str | None = option(None, doc="The address of the reverse proxy that terminates TLS in "
+                                                 "front of the console; allows a non-loopback listen address.")
+
+
 @dataclass
 class Safety:
     protocol: str = option(
@@ -302,6 +324,7 @@ class Config:
     digest: Digest
     retention: Retention
     templates: Templates
+    web: Web = field(default_factory=Web)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     safety: Safety = field(default_factory=Safety)
     inbox: Inbox | None = None

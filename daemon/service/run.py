@@ -58,6 +58,7 @@ class Service:
         self._reload_requested = False
         self._busy_since: float | None = None
         self._greeting: list[str] = []
+        self.console: Any = None   # the therapist's console when [web] listen is set
 
     # -- life cycle --------------------------------------------------------------
     def start(self) -> None:
@@ -70,6 +71,11 @@ class Service:
         libraries.require(config)          # a missing library stops here: exit 2, never READY
         with self._lock:
             self._activate(config)
+        try:
+            self._start_console(config)
+        except BaseException:
+            self.stop()
+            raise
         sdnotify.notify(ready=True, status=self._summary())
         log.info("service ready: %d calendar(s)", len(config.calendars))
         for line in self._greeting:
@@ -110,9 +116,34 @@ class Service:
     def stop(self) -> None:
         """STOPPING=1, then let the running job finish and release the store."""
         sdnotify.notify(stopping=True, status="stopping")
+        if self.console is not None:
+            server, web_engine = self.console
+            self.console = None
+            server.stop()
+            web_engine.close()
         with self._lock:
             self._deactivate()
         log.info("service stopped")
+
+    def _start_console(self, config: Config) -> None:
+        """Serve the console in a thread beside the jobs when ``[web] listen`` is set (its own
+        store-only engine on the service's clock; exit 2 before READY when it cannot listen)."""
+        if not config.web.listen:
+            return
+        from daemon.engine.cycle import Engine
+        from daemon.web.serve import Server, build, parse_listen, require_web
+
+        require_web("[web] listen")
+        listen = parse_listen(config.web.listen)
+        engine = Engine(config, clock=self.clock, acquire_lock=False)
+        try:
+            server = Server(build(engine, config.web), listen, config.web, config.base_dir)
+        except BaseException:
+            engine.close()
+            raise
+        server.start()
+        self.console = (server, engine)
+        self._greeting.append(f"console listening on port {server.port}")
 
     def reload(self) -> bool:
         """Apply the config file again; True when the new one is now in force.

@@ -1,0 +1,158 @@
+"""The console end to end in the real system Chromium (Debian's chromium + chromium-driver, driven
+by Selenium): sign in, mark a call reached and see the follow-up stop in `status --json`, edit a
+template into an error and see the inline message, fix it and see the preview, resolve an
+uncertain step, sign out.  One browser for the module; a screenshot of each page under tmp_path."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from daemon.web.serve import Listen, Server
+from tests.conftest import make_practice
+from tests.web_support import PASSWORD, console, make_uncertain
+
+pytestmark = [pytest.mark.shows_client_data]
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+PAGES = ["/", "/followups", "/attention", "/templates", "/templates/email_followup", "/clients",
+         "/client/0", "/calendars", "/patterns"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (shutil.which(CHROMIUM) and shutil.which(DRIVER)):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,900",
+                "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=DriverService(DRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def site(tmp_path, browser):
+    practice = make_practice(tmp_path / "p")
+    app, engine, clock = console(practice)
+    server = Server(app, Listen("127.0.0.1", 0), SimpleNamespace(tls_cert=None, tls_key=None, trusted_proxy=None),
+                    practice.root)
+    server.start()
+    browser.delete_all_cookies()
+    yield SimpleNamespace(practice=practice, engine=engine, base=f"http://127.0.0.1:{server.port}",
+                          shots=tmp_path / "screenshots")
+    server.stop()
+    engine.close()
+
+
+def by(kind: str, value: str):
+    from selenium.webdriver.common.by import By
+
+    return getattr(By, kind), value
+
+
+def sign_in(browser, site) -> None:
+    browser.get(site.base + "/followups")
+    assert browser.current_url.endswith("/login")
+    browser.find_element(*by("ID", "password")).send_keys(PASSWORD)
+    browser.find_element(*by("CSS_SELECTOR", "form button[type=submit]")).click()
+    wait_for(browser, lambda d: d.current_url.rstrip("/") == site.base)
+    assert browser.find_element(*by("TAG_NAME", "h1")).text == "Today"
+
+
+def shot(browser, site, name: str) -> Path:
+    site.shots.mkdir(exist_ok=True)
+    path = site.shots / f"{name}.png"
+    browser.save_screenshot(str(path))
+    return path
+
+
+def wait_for(browser, condition, timeout: float = 5.0):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout, ignored_exceptions=(StaleElementReferenceException,
+                                                               NoSuchElementException)).until(condition)
+
+
+def test_sign_in_mark_reached_and_the_follow_up_stops(browser, site, capsys):
+    sign_in(browser, site)
+    card = browser.find_element(*by("CSS_SELECTOR", "article.card"))
+    assert "Jane Doe" in card.text
+    assert card.find_element(*by("CSS_SELECTOR", "a[href^='tel:']")).get_attribute("href") == "tel:+15550100201"
+    shot(browser, site, "today")
+    card.find_element(*by("CSS_SELECTOR", "button[value=reached]")).click()
+    wait_for(browser, lambda d: "Marked reached; 2 planned step(s) stopped." in d.find_element(*by("CSS_SELECTOR", ".note")).text)
+    assert {(s["state"], s["reason"]) for s in site.practice.status(capsys)} == {("skipped", "reached")}
+    for path in PAGES:
+        browser.get(site.base + path)
+        assert browser.find_element(*by("TAG_NAME", "h1")).text
+        shot(browser, site, path.strip("/").replace("/", "-") or "today-after")
+    browser.find_element(*by("CSS_SELECTOR", ".signout button")).click()
+    wait_for(browser, lambda d: d.current_url.endswith("/login"))
+    browser.get(site.base + "/")
+    assert browser.current_url.endswith("/login")
+    assert len(list(site.shots.glob("*.png"))) == len(PAGES) + 1
+
+
+def test_template_error_inline_then_fixed_with_live_preview(browser, site):
+    sign_in(browser, site)
+    browser.get(site.base + "/templates/email_followup")
+    area = browser.find_element(*by("ID", "text"))
+    area.clear()
+    area.send_keys("Subject: Thinking of you\n\nHello {{ client_first_name }\n")
+    browser.find_element(*by("CSS_SELECTOR", "button[value=save]")).click()
+    wait_for(browser, lambda d: d.find_element(*by("CSS_SELECTOR", "#problems .problem")).text.startswith("Line 3"))
+    shot(browser, site, "template-error")
+    area = browser.find_element(*by("ID", "text"))
+    area.clear()
+    area.send_keys("Subject: Thinking of you\n\nHello {{ client_first_name }}, the door is open.\n")
+    wait_for(browser, lambda d: "Hello Sam, the door is open." in d.find_element(*by("ID", "body")).text)
+    assert browser.find_elements(*by("CSS_SELECTOR", "#problems .problem")) == []   # the live preview
+    assert browser.find_element(*by("ID", "length")).text == str(len("Hello Sam, the door is open."))
+    browser.find_element(*by("CSS_SELECTOR", "button[value=save]")).click()
+    wait_for(browser, lambda d: "Saved." in d.page_source)
+    shot(browser, site, "template-fixed")
+    assert "the door is open" in (site.practice.root / "templates" / "email_followup.txt").read_text()
+
+
+def test_resolve_an_uncertain_step_from_needs_attention(browser, site, capsys):
+    step = make_uncertain(site.engine)
+    sign_in(browser, site)
+    browser.get(site.base + "/attention")
+    shot(browser, site, "attention-uncertain")
+    browser.find_element(*by("CSS_SELECTOR", f"form[action='/step/{step}/resolve'] button[value=sent]")).click()
+    wait_for(browser, lambda d: f"Step {step}: sent." in d.find_element(*by("CSS_SELECTOR", ".note")).text)
+    assert [s["state"] for s in site.practice.status(capsys) if s["id"] == step] == ["sent"]
+
+
+def test_keyboard_only_sign_in(browser, site):
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(site.base + "/login")
+    browser.switch_to.active_element.send_keys(PASSWORD + Keys.ENTER)   # the field has autofocus
+    wait_for(browser, lambda d: d.current_url.rstrip("/") == site.base)
+    assert browser.find_element(*by("TAG_NAME", "h1")).text == "Today"
+
+
+def test_phone_width_and_zoom_fit_without_sideways_scrolling(browser, site):
+    sign_in(browser, site)
+    browser.set_window_size(390, 844)
+    try:
+        for path in ("/", "/followups", "/templates/email_followup"):
+            browser.get(site.base + path)
+            width = browser.execute_script("return document.documentElement.scrollWidth")
+            view = browser.execute_script("return window.innerWidth")
+            assert width <= view + 1, (path, width, view)
+            shot(browser, site, "phone-" + (path.strip("/").replace("/", "-") or "today"))
+    finally:
+        browser.set_window_size(1100, 900)
