@@ -215,3 +215,11 @@ def _booked_at(conn: Connection) -> None:
 # version → function(conn) that brings the previous version up to it
 UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT"), 3: _booked_at,
                             4: _add_column("audit", "client_id", "VARCHAR(300)")}
+
+
+leases = sa.Table(        # one row per calendar: which replica polls it until when (daemon/store/leases.py)
+    "leases", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(80), nullable=False),
+    sa.Column("expires_at", sa.String(40), nullable=False),
+)
