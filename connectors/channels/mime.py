@@ -9,7 +9,6 @@ the recipient's address or number.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from email.headerregistry import Address
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 from connectors.channels.base import ChannelContext, Message
 from daemon.config.durations import parse_duration
+from daemon.hosts import is_loopback  # noqa: F401  (re-exported for the channels)
 
 _EMAIL = re.compile(r"[\w.+\-']+@[\w\-]+(?:\.[\w\-]+)+")
 _PHONE = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
@@ -172,16 +172,6 @@ def parse_seconds(value: Any) -> float:
     if not 0 < seconds <= 600:
         raise ValueError(f"{value!r}: a timeout must be more than 0 and at most 600 seconds")
     return seconds
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback IP addresses."""
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_api_base(value: Any) -> str:

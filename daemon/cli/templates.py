@@ -33,6 +33,7 @@ from daemon.templating.allowlist import client_facing_problems
 from daemon.templating.templates import (
     Templates,
     copy_defaults,
+    install_text,
     defaults_dir,
     render_text,
     sample_context,
@@ -213,16 +214,6 @@ def _install(texts: dict[Path, str]) -> int:
         print("no changes; nothing installed")
         return 0
     for path, text in changed.items():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        install_text(path, text)
         print(f"installed {path}")
     return 0

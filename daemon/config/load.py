@@ -36,6 +36,7 @@ from daemon.config.sections import (
     Web,
 )
 from daemon.errors import ConfigError
+from daemon.hosts import is_loopback
 
 TOP_LEVEL = ("practice", "store", "calendars", "clients", "detection", "cadence", "channels",
              "digest", "retention", "templates", "safety", "inbox", "web")
@@ -102,17 +103,6 @@ def _inbox(data: Any, problems: Problems) -> Inbox | None:
         problems.add("inbox", "security", f"\"none\" sends the password in the clear; it is allowed only "
                      f"for a loopback host, not '{inbox.host}' (use tls or starttls)")
     return inbox
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _is_hhmm(text: str) -> bool:

@@ -10,7 +10,9 @@ validates the text first, so a broken or hostile file is refused, never run.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from importlib.resources import files
@@ -310,3 +312,19 @@ def copy_defaults(folder: Path) -> list[str]:
             (folder / src.name).write_bytes(src.read_bytes())
             copied.append(src.name)
     return copied
+
+
+def install_text(path: Path, text: str) -> None:
+    """Atomically replace ``path`` with ``text`` (a temporary file beside it, fsync, rename;
+    mode 0644): a template is never half-written, whoever saves it (``templates edit``, the console)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

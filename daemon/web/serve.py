@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any
 
 from daemon.config import libraries
 from daemon.errors import UserError
+from daemon.hosts import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,6 @@ def parse_listen(text: str, where: str = "[web] listen") -> Listen:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"{where}: '{text}' is not HOST:PORT, e.g. 127.0.0.1:8765")
     return Listen(host, int(port))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(listen: Listen, web: Any) -> None:

@@ -3,9 +3,7 @@ save, revert to the packaged default, SMS length as you type."""
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +14,7 @@ from daemon.templating.allowlist import client_facing_problems
 from daemon.templating.templates import (
     Templates,
     copy_defaults,
+    install_text,
     defaults_dir,
     render_text,
     sample_context,
@@ -64,20 +63,6 @@ def _folder(engine: Any) -> Path:
     return Path(engine.config.resolve(engine.config.templates.folder))
 
 
-def _install(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def register(app: Flask, engine: Any, by: Callable[[], str]) -> None:
     def names() -> list[str]:
         return sorted(set(Templates(_folder(engine)).names()) | {s.template for s in engine.config.cadence.steps})
@@ -97,7 +82,7 @@ def register(app: Flask, engine: Any, by: Callable[[], str]) -> None:
             if not default.is_file():
                 abort(400, "This template has no packaged default.")
             folder.mkdir(parents=True, exist_ok=True)
-            _install(path, default.read_text(encoding="utf-8"))
+            install_text(path, default.read_text(encoding="utf-8"))
             engine.templates = Templates(folder)
             flash(f"{name}: back to the packaged default.")
             return redirect(url_for("template_edit", name=name))
@@ -110,7 +95,7 @@ def register(app: Flask, engine: Any, by: Callable[[], str]) -> None:
         if request.method == "POST" and request.form.get("do") == "save" and not problems:
             if not folder.is_dir() or not any(folder.glob("*.txt")):
                 copy_defaults(folder)
-            _install(path, text)
+            install_text(path, text)
             engine.templates = Templates(folder)
             saved = True
         status = 200 if not problems else 422
