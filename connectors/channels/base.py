@@ -7,6 +7,7 @@ by step id only (never recipient or body), and the outcome vocabulary of
 
 from __future__ import annotations
 
+import json
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -132,3 +133,12 @@ class Channel(ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A channel's JSON state file as a dict; missing or unreadable is an empty state."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}

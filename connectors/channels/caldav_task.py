@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from connectors.calendars.caldav_sync import SECRET
 from connectors.calendars.google_api import write_private
-from connectors.channels.base import Channel, Message, Receipt
+from connectors.channels.base import Channel, Message, Receipt, read_state
 from connectors.channels.caldav_dav import DavClient, DavFailure, path_of
 from connectors.channels.caldav_ics import call_task_ics, outcome_of
 from connectors.channels.calendar_task import _minutes, _seconds, _words, has_word
@@ -303,11 +303,7 @@ class CaldavCallTask(Channel):
 
     # -- local state: the collection, the sync token, href → step ------------------------
     def _state(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.context.state_dir / STATE_FILE).read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        return read_state(self.context.state_dir / STATE_FILE)
 
     def _save(self, data: dict[str, Any]) -> None:
         try:

@@ -30,7 +30,7 @@ from connectors.calendars.google_api import (
     GoogleOptions,
     write_private,
 )
-from connectors.channels.base import Channel, Message, Receipt
+from connectors.channels.base import Channel, Message, Receipt, read_state
 from daemon.config.fields import option
 from daemon.errors import ChannelError
 
@@ -248,11 +248,7 @@ class CalendarCallTask(Channel):
 
     # -- local state: the calendar id and event id → step id ----------------------------
     def _state(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.context.state_dir / STATE_FILE).read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        return read_state(self.context.state_dir / STATE_FILE)
 
     def _save(self, data: dict[str, Any]) -> None:
         try:
