@@ -1,8 +1,8 @@
 """The poll benchmark cannot rot: generator and benchmark run at a tiny size.
 
-No timing is asserted here (ratios are printed by the script, not checked),
-except the script's own exit status, which is non-zero only when an unchanged
-poll costs more than 1 % of a bare parse.
+No timing is asserted here: ratios are printed by the script, not checked, and the
+script runs with ``--no-limit`` so a loaded machine cannot fail the suite (its 1 %
+verdict is still printed; run it without the flag to enforce it).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_benchmark_runs_and_exits_zero(tmp_path: Path) -> None:
     # 500 events: at 200 the poll's fixed bookkeeping (~1 ms) is already about 1 % of
     # the bare parse, so the script's own 1 % check would measure noise, not the hash path.
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "bench_poll.py"), "--events", "500", "--repeat", "1"],
+        [sys.executable, str(BENCH / "bench_poll.py"), "--events", "500", "--repeat", "1", "--no-limit"],
         check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
         env={**os.environ, "TMPDIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
