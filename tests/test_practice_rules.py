@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -53,6 +53,17 @@ def _session(uid: str, who: str, *when: int, **kw: object) -> Ev:
     return Ev(uid, start, start + timedelta(minutes=50), who, **kw)  # type: ignore[arg-type]
 
 
+def _seen_then_edited(p: Practice, session: Ev, seen: datetime, edited: datetime, **changes: str) -> None:
+    """The session is on the calendar at ``seen``; the therapist then edits it (``changes``:
+    its summary or status) and welcomeback polls again at ``edited``."""
+    p.calendar([_team(), session])
+    p.once(seen)
+    for name, value in changes.items():
+        setattr(session, name, value)
+    p.calendar([_team(), session])
+    p.once(edited)
+
+
 # -- 1. patterns -----------------------------------------------------------------------------------
 @pytest.mark.shows_client_data
 def test_a_third_miss_in_90_days_is_a_pattern_for_the_therapist_only(tmp_path, capsys):
@@ -89,11 +100,7 @@ def test_a_third_miss_in_90_days_is_a_pattern_for_the_therapist_only(tmp_path, c
 def test_a_safety_no_show_on_friday_afternoon_is_urgent_alerts_again_and_is_never_closed_silently(tmp_path, capsys):
     p = _practice(tmp_path)
     session = _session("j1", "Jane Doe", 2026, 11, 6, 14)       # a Friday
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 5, 9))
-    session.summary = "Jane Doe no-show"
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 6, 15, 10))
+    _seen_then_edited(p, session, local(2026, 11, 5, 9), local(2026, 11, 6, 15, 10), summary="Jane Doe no-show")
     urgent = _to(p, "ana@riverside.example")
     assert len(urgent) == 1 and urgent[0].startswith("Subject: URGENT: call Jane now")
     assert "Dana Whitlock (sister) +1 555 010 0299" in urgent[0]
@@ -123,11 +130,7 @@ def test_a_safety_no_show_on_friday_afternoon_is_urgent_alerts_again_and_is_neve
 def test_the_second_alert_is_not_sent_once_the_therapist_reached_the_client(tmp_path, capsys):
     p = _practice(tmp_path)
     session = _session("j1", "Jane Doe", 2026, 11, 6, 14)
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 5, 9))
-    session.summary = "Jane Doe no-show"
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 6, 15))
+    _seen_then_edited(p, session, local(2026, 11, 5, 9), local(2026, 11, 6, 15), summary="Jane Doe no-show")
     session.summary = "Jane Doe no-show reached"
     p.calendar([_team(), session])
     p.once(local(2026, 11, 6, 17, 30))
@@ -220,11 +223,7 @@ def test_google_out_of_office_events_are_absences_not_sessions():
 def test_a_therapist_cancel_marker_is_recorded_and_never_followed_up(tmp_path, capsys):
     p = _practice(tmp_path)
     session = _session("o1", "Omar Haddad", 2026, 11, 10, 10)
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 5, 9))
-    session.summary = "Omar Haddad - therapist cancelled"
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 6, 9))
+    _seen_then_edited(p, session, local(2026, 11, 5, 9), local(2026, 11, 6, 9), summary="Omar Haddad - therapist cancelled")
     p.once(local(2026, 11, 12, 9))
     assert p.status(capsys) == []
     assert _to(p, "omar.h@example.org") == []
@@ -292,11 +291,7 @@ def test_a_burst_needs_different_clients_and_the_window(tmp_path, capsys):
 def test_a_spanish_speaking_client_gets_the_spanish_email_with_spanish_dates(tmp_path, capsys):
     p = _practice(tmp_path)
     session = _session("l1", "Lucía Fernández", 2026, 11, 3, 10)
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 2, 8))
-    session.summary = "Lucía Fernández no-show"
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 3, 11))
+    _seen_then_edited(p, session, local(2026, 11, 2, 8), local(2026, 11, 3, 11), summary="Lucía Fernández no-show")
     p.once(local(2026, 11, 4, 10, 30))
     p.once(local(2026, 11, 10, 10, 30))
     mails = _to(p, "lucia.f@example.org")
@@ -336,11 +331,7 @@ def test_no_template_ever_discharges_or_terminates():
 def test_the_end_of_a_sequence_records_the_invitation_and_the_digest_suggests_documenting_it(tmp_path, capsys):
     p = _practice(tmp_path)
     session = _session("s1", "Sam Okafor", 2026, 11, 3, 10)
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 2, 8))
-    session.summary = "Sam Okafor no-show"
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 3, 11))
+    _seen_then_edited(p, session, local(2026, 11, 2, 8), local(2026, 11, 3, 11), summary="Sam Okafor no-show")
     p.once(local(2026, 11, 4, 10, 30))
     p.once(local(2026, 11, 10, 10, 30))
     capsys.readouterr()
@@ -604,11 +595,7 @@ def test_with_text_messages_the_urgent_call_task_comes_to_the_therapist_by_email
         (p.root / "templates").mkdir()
         (p.root / "templates" / "phone_call.txt").write_text("Hi {{ client_first_name }}, thinking of you.\n")
         session = _session("j1", "Jane Doe", 2026, 11, 6, 14)
-        p.calendar([_team(), session])
-        p.once(local(2026, 11, 5, 9))
-        session.summary = "Jane Doe no-show"
-        p.calendar([_team(), session])
-        p.once(local(2026, 11, 6, 15))
+        _seen_then_edited(p, session, local(2026, 11, 5, 9), local(2026, 11, 6, 15), summary="Jane Doe no-show")
         urgent = _to(p, "ana@riverside.example")
         assert len(urgent) == 1 and urgent[0].startswith("Subject: URGENT: call Jane now")
         assert "Emergency contact: Dana Whitlock (sister) +1 555 010 0299" in urgent[0]
@@ -624,11 +611,7 @@ def test_with_text_messages_the_urgent_call_task_comes_to_the_therapist_by_email
 def test_an_out_of_office_block_added_after_the_cancellation_makes_it_the_therapists(tmp_path, capsys):
     p = _practice(tmp_path)
     session = _session("o1", "Omar Haddad", 2026, 11, 10, 10)
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 5, 9))
-    session.status = "CANCELLED"
-    p.calendar([_team(), session])
-    p.once(local(2026, 11, 5, 10))
+    _seen_then_edited(p, session, local(2026, 11, 5, 9), local(2026, 11, 5, 10), status="CANCELLED")
     assert {r["state"] for r in p.status(capsys)} == {"planned"}
     sick = Ev("sick", local(2026, 11, 10, 8), local(2026, 11, 10, 18), "Sick day")
     p.calendar([_team(), session, sick])
