@@ -44,19 +44,7 @@ def test_one_holder_renewal_and_takeover(store: Store) -> None:
 def test_racing_replicas_get_one_lease(store: Store) -> None:
     if store.is_sqlite:
         pytest.skip("replicas share PostgreSQL; SQLite has one process")
-    wins: list[str] = []
-    barrier = threading.Barrier(6)
-
-    def race(who: str) -> None:
-        barrier.wait()
-        if leases.take(store.engine, "main", who, T0, TTL):
-            wins.append(who)
-
-    threads = [threading.Thread(target=race, args=(f"r{i}",)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = _race(store, T0)
     assert len(wins) == 1
     assert leases.holder_of(store.engine, "main", T0) == wins[0]
 
@@ -66,12 +54,18 @@ def test_racing_takeover_of_an_expired_lease_has_one_winner(store: Store) -> Non
         pytest.skip("replicas share PostgreSQL; SQLite has one process")
     assert leases.take(store.engine, "main", "dead", T0, TTL)
     later = T0 + 2 * TTL
+    wins = _race(store, later)
+    assert len(wins) == 1 and wins[0] != "dead"
+
+
+def _race(store: Store, now: datetime) -> list[str]:
+    """Six replicas ask for the lease of "main" at the same instant; who won."""
     wins: list[str] = []
     barrier = threading.Barrier(6)
 
     def race(who: str) -> None:
         barrier.wait()
-        if leases.take(store.engine, "main", who, later, TTL):
+        if leases.take(store.engine, "main", who, now, TTL):
             wins.append(who)
 
     threads = [threading.Thread(target=race, args=(f"r{i}",)) for i in range(6)]
@@ -79,4 +73,4 @@ def test_racing_takeover_of_an_expired_lease_has_one_winner(store: Store) -> Non
         t.start()
     for t in threads:
         t.join()
-    assert len(wins) == 1 and wins[0] != "dead"
+    return wins
