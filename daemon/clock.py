@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 
@@ -34,6 +35,23 @@ class FixedClock:
 
     def advance(self, delta) -> None:  # type: ignore[no-untyped-def]
         self._now = self._now + delta
+
+
+class AcceleratedClock:
+    """A virtual clock for rehearsals and tests (``run --now ISO --speed N``): it starts at
+    ``start`` and advances ``speed`` times as fast as the wall clock."""
+
+    def __init__(self, start: datetime, speed: float) -> None:
+        if start.tzinfo is None:
+            raise ValueError("AcceleratedClock needs an aware datetime")
+        if not speed > 0:
+            raise ValueError("speed must be a positive number")
+        self.speed = float(speed)
+        self._start = start.astimezone(timezone.utc)
+        self._wall_start = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=(time.monotonic() - self._wall_start) * self.speed)
 
 
 def parse_instant(text: str) -> datetime:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from daemon import config as config_module
-from daemon.clock import FixedClock
+from daemon.clock import AcceleratedClock, FixedClock
 from daemon.errors import ConfigError, InstanceLocked
 from daemon.service.run import Service, run_service
 from tests import canary
@@ -455,3 +455,39 @@ def test_real_process_second_instance_exits_2(running: Running, notes: Notificat
     assert done.returncode == 2
     assert "another welcomeback process" in done.stderr
     canary.assert_no_client_data(done.stdout + done.stderr, "welcomeback run")
+
+
+# -- the accelerated clock (run --now ISO --speed N) --------------------------------------
+def test_accelerated_clock_starts_at_its_instant_and_runs_n_times_faster() -> None:
+    clock = AcceleratedClock(T0, 3600.0)
+    first = clock.now()
+    assert T0 <= first < T0 + timedelta(minutes=10)
+    wall = time.monotonic()
+    while time.monotonic() - wall < 0.02:     # a bounded busy wait on the real monotonic clock
+        pass
+    assert clock.now() - first >= timedelta(seconds=0.02 * 3600)
+    with pytest.raises(ValueError):
+        AcceleratedClock(T0, 0)
+
+
+@pytest.mark.real_timers
+def test_with_speed_every_interval_is_that_many_times_shorter(config_path: Path,
+                                                                notes: Notifications) -> None:
+    service = Service(config_path, clock=AcceleratedClock(T0, 60.0), tick=TICK)
+    service.start()
+    try:
+        assert service.scheduler is not None
+        jobs = {job.id: job for job in service.scheduler.get_jobs()}
+        assert jobs["poll:main"].trigger.interval == timedelta(seconds=2)       # 2 min of virtual time
+        assert jobs["dispatch"].trigger.interval == timedelta(seconds=1)
+        assert jobs["digest"].trigger.interval == timedelta(minutes=24)         # a virtual day
+    finally:
+        service.stop()
+
+
+def test_run_speed_without_now_is_refused(config_path: Path) -> None:
+    done = subprocess.run([*_welcomeback(), "--config", str(config_path), "run",
+                           "--speed", "60"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2
+    assert "--speed needs --now" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from daemon import config as config_mod
-from daemon.clock import FixedClock, SystemClock, parse_instant
+from daemon.clock import AcceleratedClock, FixedClock, SystemClock, parse_instant
 from daemon.config import Config
 from daemon.errors import UserError
 
@@ -42,7 +42,18 @@ def _engine(args: argparse.Namespace, *, lock: bool = True, dry_run: bool = Fals
 def run(args: argparse.Namespace) -> int:
     from daemon.service.run import run_service
 
-    return run_service(args.config_path, debug=args.debug)
+    speed = getattr(args, "speed", None)
+    now = getattr(args, "now", None)
+    if speed is not None and not now:
+        raise UserError("--speed needs --now ISO (the virtual instant to start from)")
+    if not now:
+        return run_service(args.config_path, debug=args.debug)
+    try:
+        start = parse_instant(now)
+        clock = AcceleratedClock(start, 1.0 if speed is None else speed)
+    except ValueError as exc:
+        raise UserError(f"--now/--speed: {exc}") from None
+    return run_service(args.config_path, debug=args.debug, clock=clock)
 
 
 def once(args: argparse.Namespace) -> int:

@@ -52,8 +52,12 @@ def _add(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
 
 
 def _service(sub: Any) -> None:
-    _add(sub, "run", "the service (systemd runs this): polls the calendars and sends what is due "
-         "until stopped (Ctrl+C, SIGTERM)")
+    run = _add(sub, "run", "the service (systemd runs this): polls the calendars and sends what is due "
+               "until stopped (Ctrl+C, SIGTERM)")
+    run.add_argument("--now", metavar="ISO", help="rehearsal/testing: run on a virtual clock that starts "
+                     "at this instant (" + NOW_HELP + ")")
+    run.add_argument("--speed", metavar="N", type=float, help="rehearsal/testing, with --now: the "
+                     "virtual clock runs N times as fast as the wall clock (e.g. 60: a minute a second)")
     once = _add(sub, "once", "one poll + dispatch cycle, then exit")
     once.add_argument("--now", metavar="ISO", help=NOW_HELP)
     once.add_argument("--dry-run", action="store_true", help="send nothing and change nothing in the store")

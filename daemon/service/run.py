@@ -94,7 +94,8 @@ class Service:
                 check()
             if self.engine is None and not self._greeting:   # before the first poll changes the store
                 self._greeting = startup_notes(config, engine)
-            scheduler = build_scheduler(config, engine, self._job)
+            scheduler = build_scheduler(config, engine, self._job,
+                                        speed=getattr(self.clock, "speed", 1.0))
             scheduler.start()
         except BaseException:
             engine.close()
@@ -308,12 +309,13 @@ class Service:
 
 
 def run_service(config_path: Path, *, debug: bool = False,
-                stop_event: threading.Event | None = None, tick: float | None = None) -> int:
+                stop_event: threading.Event | None = None, tick: float | None = None,
+                clock: Clock | None = None) -> int:
     """Run the service until SIGTERM (or ``stop_event``); returns the exit code.
 
     Raises ConfigError / InstanceLocked (UserError: exit 2) when it cannot start.
     """
-    service = Service(config_path, debug=debug, tick=tick)
+    service = Service(config_path, debug=debug, tick=tick, clock=clock)
     try:
         return service.run(stop_event)
     except Exception as exc:
