@@ -491,3 +491,33 @@ def test_run_speed_without_now_is_refused(config_path: Path) -> None:
     assert done.returncode == 2
     assert "--speed needs --now" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.real_timers
+def test_real_process_on_an_accelerated_clock_lives_through_virtual_hours(
+        config_path: Path, notes: Notifications) -> None:
+    import sqlite3
+
+    env = dict(os.environ, NOTIFY_SOCKET=str(notes.path), WELCOMEBACK_NO_KEYRING="1")
+    env.pop("WATCHDOG_USEC", None)
+    proc = subprocess.Popen([*_welcomeback(), "--config", str(config_path), "run",
+                             "--now", T0.isoformat(), "--speed", "3600"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        notes.wait_for(ready, timeout=20)
+        deadline, last = time.monotonic() + 20, ""
+        while time.monotonic() < deadline and last < "2026-11-02T14:00":   # an hour of virtual time
+            with sqlite3.connect(config_path.parent / "state.db") as db:
+                row = db.execute("SELECT last_poll_at FROM calendars WHERE name = 'main'").fetchone()
+            last = row[0] if row and row[0] else ""
+            time.sleep(0.1)
+        assert last >= "2026-11-02T14:00", last            # polls ran on the virtual clock
+        assert last < "2026-11-04", last                    # ... which started at --now
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err.decode()
+        canary.assert_no_client_data((out + err).decode(), "welcomeback run --speed")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
