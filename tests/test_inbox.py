@@ -208,6 +208,34 @@ def test_a_bounce_fails_the_step_and_no_more_email_goes_there(tmp_path: Path, im
     engine.dispose()
 
 
+@pytest.mark.shows_client_data   # `deliverable` prints whom it matched, on the therapist's terminal
+def test_deliverable_lets_email_go_to_a_fixed_address_again(tmp_path: Path, imap: dovecot.Dovecot,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch)
+    mid, _ = _first_step_sent(p)
+    imap.append(folder, _dsn(mid, JANE))
+    assert p.once(local(2026, 11, 5, 10)) == 0
+    failed, later = p.status(capsys)
+    assert (failed["state"], later["state"]) == ("failed", "planned")
+    assert p.cli("deliverable", "Omar Haddad") == 2            # nothing of his bounced
+    assert "nothing to clear" in capsys.readouterr().err
+    assert p.cli("deliverable", "janie") == 0
+    out = capsys.readouterr().out
+    assert "matched: Jane Doe" in out and "1 cleared" in out
+    assert "address_deliverable" in _audit(p)
+    assert p.cli("deliverable", "Jane Doe") == 2               # already cleared
+    capsys.readouterr()
+    assert p.cli("resolve", failed["id"], "--retry", "--now", local(2026, 11, 5, 11).isoformat()) == 0
+    capsys.readouterr()
+    assert p.once(local(2026, 11, 5, 11, 1)) == 0
+    retried, later = p.status(capsys)                        # the retried step went out
+    assert (retried["state"], retried["sent_at"]) == ("sent", local(2026, 11, 5, 11, 1).isoformat())
+    assert p.once(local(2026, 11, 10, 10, 1)) == 0
+    assert len(p.mails_to(JANE)) == 2                        # and the later one too (the outbox
+    assert [s["state"] for s in p.status(capsys)] == ["sent", "sent"]   # keeps one file per step)
+
+
 def test_a_bounced_call_task_to_the_therapist_marks_no_client(tmp_path: Path, imap: dovecot.Dovecot,
                                                              monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ from daemon.engine.actions import (  # noqa: F401  (re-exported for the CLI and 
     RESOLUTIONS,
     SETTLEABLE,
     Matched,
+    deliverable,
     exact_in,
     match_client,
     mark,

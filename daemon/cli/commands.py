@@ -153,6 +153,13 @@ def optin(args: argparse.Namespace) -> int:
                           f"{undo(e, c, 'opted_out', now)} step(s) planned again")
 
 
+def deliverable(args: argparse.Namespace) -> int:
+    from daemon.cli.actions import deliverable as clear
+
+    return _client_action(args, lambda e, c, now: f"address marked deliverable again "
+                          f"({clear(e, c, now)} cleared); a failed step is sent again with resolve STEP_ID --retry")
+
+
 def resolve(args: argparse.Namespace) -> int:
     from daemon.cli.actions import resolve as settle
 

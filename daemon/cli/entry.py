@@ -75,10 +75,12 @@ def _service(sub: Any) -> None:
 def _operator(sub: Any) -> None:
     for name, text in (("reached", "you reached the client: stop their open follow-ups"),
                        ("optout", "the client asked not to be contacted: stop and never start again"),
-                       ("optin", "undo an opt-out: the client may be contacted again")):
+                       ("optin", "undo an opt-out: the client may be contacted again"),
+                       ("deliverable", "you fixed or checked an address a bounce marked undeliverable: "
+                        "email may go to it again")):
         sp = _add(sub, name, text)
         sp.add_argument("client", metavar="CLIENT", help=CLIENT_HELP)
-        if name != "optin":
+        if name not in ("optin", "deliverable"):
             sp.add_argument("--undo", action="store_true",
                             help=f"take back '{name}' (its stopped steps are planned again)")
     resolve = _add(sub, "resolve", "settle an uncertain or failed step, recorded in the contact log")
@@ -161,7 +163,8 @@ def handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
     return {"confirm": practice.confirm, "dismiss": practice.dismiss, "report": practice.report,
             "run": commands.run, "once": commands.once, "status": commands.status,
             "check": commands.check, "preview": commands.preview, "reached": commands.reached,
-            "optout": commands.optout, "optin": commands.optin, "resolve": commands.resolve,
+            "optout": commands.optout, "optin": commands.optin,
+            "deliverable": commands.deliverable, "resolve": commands.resolve,
             "history": commands.history, "digest": commands.digest, "demo": commands.demo,
             "auth": commands.auth, "secret": commands.secret, "templates": commands.templates, "web": _web}
 

@@ -156,6 +156,28 @@ def undo(engine: Any, client: Matched, reason: str, now: datetime, by: str | Non
     return restored
 
 
+def deliverable(engine: Any, client: Matched, now: datetime, by: str | None = None) -> int:
+    """The therapist fixed or confirmed a bounced address: every address of the client that a
+    bounce marked undeliverable may be written to again.  Returns how many were cleared.
+    Raises UserError when none was marked.  A step that failed on the bounce stays failed
+    (``resolve STEP_ID --retry`` sends it again)."""
+    from daemon.store import inbox as inbox_store
+
+    known = engine.directory.by_id(client.client_id)
+    addresses = {a.strip().lower() for a in (client.email, *(known.aliases if known else ()),
+                                             known.email if known else "") if "@" in a}
+    with engine.store.transaction() as conn:
+        bounced = [a for a in sorted(addresses) if inbox_store.is_undeliverable(conn, a)]
+        if not bounced:
+            raise UserError(f"no address of {client.label} is marked undeliverable; nothing to clear")
+        for address in bounced:
+            inbox_store.clear_undeliverable(conn, address)
+        engine.store.audit(conn, now, "address_deliverable", client_id=client.client_id,
+                           detail=f"{by or cli_by()}; {len(bounced)} address(es) may be written to again")
+    log.info("client address(es) marked deliverable again (%s): %d", _where(by), len(bounced))
+    return len(bounced)
+
+
 def resolve(engine: Any, step_id: str, action: str, now: datetime, by: str | None = None) -> str:
     """Settle an uncertain or failed step; returns what became of it.  Raises UserError."""
     with engine.store.transaction() as conn:
