@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import re
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -190,13 +191,20 @@ def test_what_is_not_an_answer_does_not_stop(tmp_path: Path, imap: dovecot.Dovec
     assert ("auto_reply" in events) == (kind != "forwarded by someone else")
 
 
-def test_a_bounce_fails_the_step_and_no_more_email_goes_there(tmp_path: Path, imap: dovecot.Dovecot,
-                                                              monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def _first_email_bounced(tmp_path: Path, imap: dovecot.Dovecot, monkeypatch: pytest.MonkeyPatch,
+                         read_at: datetime) -> Practice:
+    """Jane's first email is sent, a DSN bounce for it arrives, and a cycle at ``read_at`` reads it."""
     p, folder = practice_with_inbox(tmp_path, imap, monkeypatch)
     mid, _ = _first_step_sent(p)
     imap.append(folder, _dsn(mid, JANE))
-    assert p.once(local(2026, 11, 10, 10, 1)) == 0
+    assert p.once(read_at) == 0
+    return p
+
+
+def test_a_bounce_fails_the_step_and_no_more_email_goes_there(tmp_path: Path, imap: dovecot.Dovecot,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    p = _first_email_bounced(tmp_path, imap, monkeypatch, local(2026, 11, 10, 10, 1))
     assert len(p.mails_to(JANE)) == 1
     (first, second) = _steps(p, capsys)
     assert first[0] == "failed" and "5.1.1" in (first[1] or "") and "check the client's email address" in first[1]
@@ -212,10 +220,7 @@ def test_a_bounce_fails_the_step_and_no_more_email_goes_there(tmp_path: Path, im
 def test_deliverable_lets_email_go_to_a_fixed_address_again(tmp_path: Path, imap: dovecot.Dovecot,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch)
-    mid, _ = _first_step_sent(p)
-    imap.append(folder, _dsn(mid, JANE))
-    assert p.once(local(2026, 11, 5, 10)) == 0
+    p = _first_email_bounced(tmp_path, imap, monkeypatch, local(2026, 11, 5, 10))
     failed, later = p.status(capsys)
     assert (failed["state"], later["state"]) == ("failed", "planned")
     assert p.cli("deliverable", "Omar Haddad") == 2            # nothing of his bounced
