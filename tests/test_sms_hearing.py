@@ -52,6 +52,23 @@ def test_a_text_reply_stops_the_email(sms, capsys):
     assert "To=%2B15550109999" in twilio.reads[0].path
 
 
+SERVICE = "MG" + "1" * 32
+
+
+def test_a_reply_to_a_messaging_service_number_stops_the_email(sms, capsys):
+    """Without a from_number, the practice's numbers are its Messaging Service's."""
+    p, twilio = sms
+    p.config.write_text(p.config.read_text().replace(f'from_number = "{PRACTICE}"',
+                                                      f'messaging_service_sid = "{SERVICE}"'))
+    twilio.services[SERVICE] = ["+15550108888", PRACTICE]
+    _text_sent(p, twilio)
+    twilio.messages.append(message(JANE, PRACTICE, "Thanks, I'll call you back", local(2026, 11, 9, 18)))
+    p.once(local(2026, 11, 10, 10, 5))
+    assert [(s["state"], s["reason"]) for s in p.status(capsys)] == [("sent", None), ("skipped", "replied")]
+    assert any(f"/v1/Services/{SERVICE}/PhoneNumbers" in r.path for r in twilio.reads)
+    assert any("To=%2B15550109999" in r.path for r in twilio.reads)
+
+
 def test_stop_keeps_its_opt_out_meaning(sms, capsys):
     p, twilio = sms
     _text_sent(p, twilio)

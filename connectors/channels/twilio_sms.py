@@ -254,12 +254,9 @@ class TwilioInbound:
         self.channel = channel
 
     def inbound(self, since: datetime) -> list[InboundSms]:
-        """Messages to the practice's number sent after ``since``, oldest first; raises
-        ChannelError.  Without a ``from_number`` (a Messaging Service) there is no one number."""
-        number = self.channel.options.from_number
-        if not number:
-            return []
-        found = self._list(to=number, date_sent_after=since)
+        """Messages to the practice's numbers sent after ``since``, oldest first; raises
+        ChannelError.  The numbers: ``from_number``, or those of the Messaging Service."""
+        found = [m for number in self._numbers() for m in self._list(to=number, date_sent_after=since)]
         items = [InboundSms(m.sid, m.from_ or "", _meaning(m.body or ""), m.date_sent) for m in found
                  if (m.direction or "").startswith("inbound")]
         return sorted(items, key=lambda m: (m.at or since, m.sid))
@@ -280,7 +277,20 @@ class TwilioInbound:
             return "failed", f"Twilio says the SMS was not delivered ({m.status}, error {m.error_code})"
         return "sent", str(m.sid)
 
+    def _numbers(self) -> list[str]:
+        """The practice's number, or every number of its Messaging Service."""
+        options = self.channel.options
+        if options.from_number:
+            return [options.from_number]
+        found = self._read(lambda client: client.messaging.v1.services(options.messaging_service_sid)
+                           .phone_numbers.list(limit=100), "the Messaging Service's numbers")
+        return [n.phone_number for n in found if n.phone_number]
+
     def _list(self, **filters: Any) -> list[Any]:
+        return self._read(lambda client: client.messages.list(limit=200, **filters), "messages")
+
+    def _read(self, call: Callable[[Any], Any], what: str) -> list[Any]:
+        """One list read through the real client, every domain pointed at ``api_base``."""
         try:
             from twilio.base.exceptions import TwilioRestException
 
@@ -288,12 +298,13 @@ class TwilioInbound:
         except ImportError:
             raise ChannelError("held", "the twilio library cannot be imported", hold="missing_library") from None
         client.http_client = _http_client(self.channel.options.timeout, quiet=True)
+        client.messaging.base_url = self.channel.options.api_base
         try:
-            return list(client.messages.list(limit=200, **filters))
+            return list(call(client))
         except TwilioRestException as exc:
-            raise ChannelError("retry", f"Twilio {exc.status} error {exc.code} listing messages") from None
+            raise ChannelError("retry", f"Twilio {exc.status} error {exc.code} listing {what}") from None
         except Exception as exc:
-            raise ChannelError("retry", f"cannot list Twilio messages ({type(exc).__name__})") from None
+            raise ChannelError("retry", f"cannot list Twilio {what} ({type(exc).__name__})") from None
 
 
 LOOKUP_LOG = logging.getLogger(__name__ + ".lookup")

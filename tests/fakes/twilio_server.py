@@ -1,5 +1,6 @@
-"""A loopback Twilio REST API (``POST /2010-04-01/Accounts/{sid}/Messages.json``)
-that the real ``twilio`` client talks to.
+"""A loopback Twilio REST API (``POST /2010-04-01/Accounts/{sid}/Messages.json``, and a
+Messaging Service's numbers, ``GET /v1/Services/{sid}/PhoneNumbers``) that the real
+``twilio`` client talks to.
 
 Each request takes the next scripted ``Reply`` (then the default: 201 with a
 new ``SM…`` SID).  Error bodies use Twilio's legacy shape
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from tests.fakes.sendgrid_server import LoopbackServer, Recorded, Reply
 
 _PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Messages\.json$")
+_SERVICE_NUMBERS = re.compile(r"^/v1/Services/(MG[0-9a-fA-F]{32})/PhoneNumbers$")   # messaging.twilio.com
 _sids = itertools.count(1)
 
 
@@ -70,9 +72,17 @@ class FakeTwilio(LoopbackServer):
         super().__init__()
         self.account_sid = account_sid
         self.messages: list[dict[str, Any]] = []     # what the GET list serves
+        self.services: dict[str, list[str]] = {}     # Messaging Service SID -> its numbers
 
     def route(self, request: Recorded) -> Reply | None:
         parts = urlsplit(request.path)
+        service = _SERVICE_NUMBERS.match(parts.path)
+        if service and request.method == "GET" and service.group(1) in self.services:
+            numbers = [{"sid": f"PN{i:032x}", "phone_number": n, "service_sid": service.group(1),
+                        "account_sid": self.account_sid} for i, n in enumerate(self.services[service.group(1)])]
+            return Reply(200, {"phone_numbers": numbers, "meta": {
+                "key": "phone_numbers", "page": 0, "page_size": 100, "next_page_url": None,
+                "previous_page_url": None, "url": parts.path, "first_page_url": parts.path}})
         match = _PATH.match(parts.path)
         if not match or match.group(1) != self.account_sid:
             return error(404, 20404, "The requested resource was not found")
