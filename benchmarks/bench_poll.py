@@ -57,13 +57,13 @@ def run(events: int, repeat: int, http: bool, out: Callable[[str], None] = print
     logging.disable(logging.CRITICAL)   # measure the work, not log formatting
     tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
     try:
-        return _run(tmp, events, repeat, http, out)
+        return _run(tmp, events, repeat, http, out, limit)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         logging.disable(logging.NOTSET)
 
 
-def _run(tmp: Path, events: int, repeat: int, http: bool, out: Callable[[str], None]) -> int:
+def _run(tmp: Path, events: int, repeat: int, http: bool, out: Callable[[str], None], limit: bool) -> int:
     gen = generate.generate(tmp / "practice", events=events)
     p = Practice(gen, gen.config)
     body = gen.ics.read_bytes()
