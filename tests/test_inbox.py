@@ -13,13 +13,13 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import sqlalchemy as sa
 
 from daemon.store.tables import audit, undeliverable
-from tests.conftest import Practice, local, make_practice
+from tests.conftest import Practice, local, make_practice, postgres_available
 from tests.fakes import dovecot
 from tests.stories import jane_no_show
 
@@ -57,15 +57,26 @@ def imap() -> Iterator[dovecot.Dovecot]:
 _folders = iter(range(1, 10_000))
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest) -> str:
+    """The store's config line: the inbox bookkeeping runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return 'path = "state.db"'
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    return f'url = "{request.getfixturevalue("pg_schema")}"'
+
+
 def practice_with_inbox(tmp_path: Path, imap: dovecot.Dovecot, monkeypatch: pytest.MonkeyPatch, *,
-                        security: str = "none", two_emails: bool = True) -> tuple[Practice, str]:
+                        security: str = "none", two_emails: bool = True,
+                        store: str = 'path = "state.db"') -> tuple[Practice, str]:
     folder = f"t{next(_folders)}"
     port = imap.tls_port if security == "tls" else imap.port
     ca = f'ca_file = "{imap.ca_file}"' if security != "none" else ""
     extra = CADENCE.format(port=port, security=security, folder=folder, ca=ca)
     if not two_emails:
         extra = extra[extra.index("[inbox]"):]
-    p = make_practice(tmp_path / "practice", extra=extra)
+    p = make_practice(tmp_path / "practice", extra=extra, store=store)
     (p.root / "clients.csv").write_text((p.root / "clients.csv").read_text().replace(
         "Jane Doe,Janie,", f"Jane Doe,Janie;{ALIAS},"))
     monkeypatch.setenv("WELCOMEBACK_IMAP_PASSWORD", dovecot.PASSWORD)
@@ -123,13 +134,22 @@ def _steps(p: Practice, capsys: pytest.CaptureFixture[str]) -> list[tuple[str, s
     return [(s["state"], s["reason"]) for s in p.status(capsys)]
 
 
-def _audit(p: Practice) -> list[str]:
-    engine = sa.create_engine(f"sqlite:///{p.root / 'state.db'}")
+def _rows(p: Practice, query: sa.Select[Any]) -> list[Any]:
+    """Rows of the practice's store, SQLite or PostgreSQL (the URL its config names)."""
+    from daemon.config import load
+    from daemon.engine.places import store_url
+    from daemon.store.db import Store
+
+    db = Store(store_url(load(p.config)))
     try:
-        with engine.connect() as conn:
-            return [r.event for r in conn.execute(sa.select(audit.c.event).order_by(audit.c.id))]
+        with db.transaction() as conn:
+            return list(conn.execute(query))
     finally:
-        engine.dispose()
+        db.close()
+
+
+def _audit(p: Practice) -> list[str]:
+    return [r.event for r in _rows(p, sa.select(audit.c.event).order_by(audit.c.id))]
 
 
 def _first_step_sent(p: Practice) -> tuple[str, str]:
@@ -154,9 +174,9 @@ REPLIES = {
 
 
 @pytest.mark.parametrize("kind", list(REPLIES))
-def test_a_reply_minutes_before_the_next_email_stops_it(tmp_path: Path, imap: dovecot.Dovecot, kind: str,
+def test_a_reply_minutes_before_the_next_email_stops_it(tmp_path: Path, imap: dovecot.Dovecot, kind: str, store: str,
                                                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch)
+    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch, store=store)
     mid, reply_to = _first_step_sent(p)
     assert re.fullmatch(r"ana\+wb-[0-9a-f]{10}@riverside\.example", reply_to)
     imap.append(folder, REPLIES[kind](mid, reply_to))        # 09:55; the second email is due 10:00
@@ -192,28 +212,25 @@ def test_what_is_not_an_answer_does_not_stop(tmp_path: Path, imap: dovecot.Dovec
 
 
 def _first_email_bounced(tmp_path: Path, imap: dovecot.Dovecot, monkeypatch: pytest.MonkeyPatch,
-                         read_at: datetime) -> Practice:
+                         read_at: datetime, store: str = 'path = "state.db"') -> Practice:
     """Jane's first email is sent, a DSN bounce for it arrives, and a cycle at ``read_at`` reads it."""
-    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch)
+    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch, store=store)
     mid, _ = _first_step_sent(p)
     imap.append(folder, _dsn(mid, JANE))
     assert p.once(read_at) == 0
     return p
 
 
-def test_a_bounce_fails_the_step_and_no_more_email_goes_there(tmp_path: Path, imap: dovecot.Dovecot,
+def test_a_bounce_fails_the_step_and_no_more_email_goes_there(tmp_path: Path, imap: dovecot.Dovecot, store: str,
                                                               monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    p = _first_email_bounced(tmp_path, imap, monkeypatch, local(2026, 11, 10, 10, 1))
+    p = _first_email_bounced(tmp_path, imap, monkeypatch, local(2026, 11, 10, 10, 1), store)
     assert len(p.mails_to(JANE)) == 1
     (first, second) = _steps(p, capsys)
     assert first[0] == "failed" and "5.1.1" in (first[1] or "") and "check the client's email address" in first[1]
     assert second == ("skipped", "no_contact_details")
     assert JANE not in (first[1] or "")
-    engine = sa.create_engine(f"sqlite:///{p.root / 'state.db'}")
-    with engine.connect() as conn:
-        assert [r.address for r in conn.execute(sa.select(undeliverable))] == [JANE]
-    engine.dispose()
+    assert [r.address for r in _rows(p, sa.select(undeliverable))] == [JANE]
 
 
 @pytest.mark.shows_client_data   # `deliverable` prints whom it matched, on the therapist's terminal
@@ -268,14 +285,14 @@ class Crash(BaseException):
     """The process dies here (not an Exception: nothing in the product may swallow it)."""
 
 
-def test_a_restart_mid_read_loses_and_repeats_nothing(tmp_path: Path, imap: dovecot.Dovecot,
+def test_a_restart_mid_read_loses_and_repeats_nothing(tmp_path: Path, imap: dovecot.Dovecot, store: str,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     from daemon.clock import FixedClock
     from daemon.config import load
     from daemon.engine.cycle import Engine
 
-    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch)
+    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch, store=store)
     mid, rt = _first_step_sent(p)
     imap.append(folder, NOT_ANSWERS["out of office"](mid))
     imap.append(folder, REPLIES["plain reply"](mid, rt))
@@ -306,9 +323,9 @@ def test_a_restart_mid_read_loses_and_repeats_nothing(tmp_path: Path, imap: dove
     assert _steps(p, capsys) == [("sent", None), ("skipped", "replied")]
 
 
-def test_unmatched_mail_and_a_new_uidvalidity(tmp_path: Path, imap: dovecot.Dovecot,
+def test_unmatched_mail_and_a_new_uidvalidity(tmp_path: Path, imap: dovecot.Dovecot, store: str,
                                               monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch)
+    p, folder = practice_with_inbox(tmp_path, imap, monkeypatch, store=store)
     mid, rt = _first_step_sent(p)
     imap.append(folder, _plain("lee.fox@example.com", "ana@riverside.example", "Question", "Do you have time?"))
     assert p.once(local(2026, 11, 9, 10)) == 0
