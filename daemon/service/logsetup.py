@@ -35,5 +35,5 @@ def configure(debug: bool = False) -> None:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in ("googleapiclient", "urllib3", "sqlalchemy", "apscheduler", "icalendar",
-                  "recurring_ical_events", "httplib2", "twilio", "python_http_client"):
+                  "recurring_ical_events", "httplib2", "twilio", "python_http_client", "imapclient"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

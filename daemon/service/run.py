@@ -59,6 +59,7 @@ class Service:
         self._busy_since: float | None = None
         self._greeting: list[str] = []
         self.console: Any = None   # the therapist's console when [web] listen is set
+        self.watcher: Any = None   # IMAP IDLE on the practice inbox, when it offers it
 
     # -- life cycle --------------------------------------------------------------
     def start(self) -> None:
@@ -101,12 +102,16 @@ class Service:
             engine.close()
             raise
         self.config, self.engine, self.scheduler = config, engine, scheduler
+        self.watcher = _watch_inbox(engine, scheduler, self._job)
 
     def _deactivate(self) -> None:
         """Stop the jobs (an in-flight one finishes) and close the engine."""
         request_stop = getattr(self.engine, "request_stop", None)
         if request_stop is not None:  # lets a long dispatch end after its current step
             request_stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
@@ -306,6 +311,25 @@ class Service:
                 log.debug("traceback (frames only): %s", frames(exc))
         finally:
             self._busy_since = None
+
+
+def _watch_inbox(engine: Any, scheduler: BackgroundScheduler, job: Callable[..., None]) -> Any:
+    """Start IMAP IDLE on the practice inbox: new mail runs the inbox job at once (queued
+    behind a running job on the one worker thread); the job's interval stays the fallback."""
+    from connectors.inbox.imap import ImapInbox
+
+    inbox = getattr(engine, "inbox", None)
+    if not isinstance(inbox, ImapInbox):
+        return None
+    from connectors.inbox.idle import IdleWatcher
+
+    def read_now() -> None:
+        scheduler.add_job(job, args=(engine.hear,), id="inbox-now", name="inbox",
+                          replace_existing=True)
+
+    watcher = IdleWatcher(inbox, read_now)
+    watcher.start()
+    return watcher
 
 
 def run_service(config_path: Path, *, debug: bool = False,

@@ -97,9 +97,10 @@ service imap-login {{
 """
 
 
-def start() -> Dovecot:
+def start(extra: str = "") -> Dovecot:
     """Start Dovecot in a fresh folder under /tmp (its users must traverse every parent, which
-    pytest's 0700 tmp_path forbids); returns it once it answers.  ``stop`` removes the folder."""
+    pytest's 0700 tmp_path forbids); returns it once it answers.  ``stop`` removes the folder.
+    ``extra`` is appended to its configuration (e.g. an ``imap_capability`` without IDLE)."""
     import tempfile
 
     import trustme
@@ -116,7 +117,7 @@ def start() -> Dovecot:
     (root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     os.chmod(root / "users", 0o644)
     port, tls_port = free_port(), free_port()
-    (root / "dovecot.conf").write_text(CONF.format(d=root, port=port, tls_port=tls_port))
+    (root / "dovecot.conf").write_text(CONF.format(d=root, port=port, tls_port=tls_port) + extra)
     subprocess.run([DOVECOT, "-c", str(root / "dovecot.conf")], check=True)
     server = Dovecot(root, port, tls_port, root / "ca.pem")
     deadline = time.monotonic() + 10
