@@ -118,8 +118,9 @@ def _uncertain(p, twilio, capsys):
 def test_uncertain_texts_are_settled_from_twilio(sms, capsys, status, settled):
     p, twilio = sms
     claimed = _uncertain(p, twilio, capsys)
+    posted = twilio.requests[0].form()["Body"]        # what the hung hand-off had sent
     if status:
-        twilio.messages.append(message(PRACTICE, JANE, "Hi Jane", claimed + timedelta(seconds=20),
+        twilio.messages.append(message(PRACTICE, JANE, posted, claimed + timedelta(seconds=20),
                                        direction="outbound-api", status=status))
     twilio.messages.append(message(PRACTICE, JANE, "an older text", claimed - timedelta(days=3),
                                    direction="outbound-api", status="delivered"))
@@ -127,3 +128,27 @@ def test_uncertain_texts_are_settled_from_twilio(sms, capsys, status, settled):
     (first, _second) = p.status(capsys)
     assert first["state"] == settled
     assert len(twilio.requests) == 1, "never re-sent"
+
+
+def test_another_text_to_the_client_in_the_window_is_not_taken_for_ours(sms, capsys):
+    """The therapist texted Jane from the same number a minute after the hung hand-off: that one
+    is delivered, ours never reached Twilio.  Only the marker (the digest of our text) tells
+    them apart; the step stays for the therapist."""
+    p, twilio = sms
+    claimed = _uncertain(p, twilio, capsys)
+    twilio.messages.append(message(PRACTICE, JANE, "Running 5 min late, sorry!", claimed + timedelta(minutes=1),
+                                   direction="outbound-api", status="delivered"))
+    p.once(local(2026, 11, 4, 12))
+    assert p.status(capsys)[0]["state"] == "uncertain"
+    posted = twilio.requests[0].form()["Body"]
+    twilio.messages.append(message(PRACTICE, JANE, posted, claimed + timedelta(seconds=30),
+                                   direction="outbound-api", status="delivered"))
+    p.once(local(2026, 11, 4, 12, 30))
+    first = p.status(capsys)[0]
+    assert first["state"] == "sent"
+    assert len(twilio.requests) == 1, "never re-sent"
+    engine = sa.create_engine(f"sqlite:///{p.root / 'state.db'}")
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(steps.c.provider_id).where(steps.c.n == 1)).scalar_one()
+    engine.dispose()
+    assert kept.startswith("SM"), "the SID replaced the marker"

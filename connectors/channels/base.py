@@ -122,6 +122,12 @@ class Channel(ABC):
         """Problems visible without sending (missing secret, bad folder)."""
         return []
 
+    def marker(self, message: Message) -> str | None:
+        """What identifies this message at the provider, known before the hand-off (kept on
+        the step from its claim, so an ``uncertain`` step can be looked up later); None when
+        the provider cannot be asked."""
+        return None
+
     def feedback(self) -> dict[str, str]:
         """What the therapist did with delivered items, by step id.
 

@@ -9,6 +9,7 @@ from the TCPA healthcare exemption live in the sender: one GSM-7 segment
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
@@ -126,6 +127,11 @@ class TwilioSmsChannel(Channel):
         """Inbound messages and settling uncertain steps (daemon.engine.hearing)."""
         return TwilioInbound(self)
 
+    def marker(self, message: Message) -> str | None:
+        """A digest of the text as it is posted (never the text): an ``uncertain`` step is
+        looked up in Twilio's Messages list by it."""
+        return body_marker(message.text)
+
     def deliver(self, message: Message) -> Receipt:
         """Create the Message; 201 → Receipt(SID).  Raises ChannelError."""
         to = self._precheck(message)
@@ -242,6 +248,11 @@ START_WORDS = ("START", "UNSTOP", "YES")
 UNDELIVERED = ("failed", "undelivered", "canceled")
 
 
+def body_marker(text: str) -> str:
+    """``sms:`` and the first 32 hex digits of the text's SHA-256 (the text is never kept)."""
+    return "sms:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
 def _meaning(body: str) -> str:
     word = re.sub(r"[^A-Z]", "", (body or "").strip().upper())
     return "stop" if word in STOP_WORDS else "start" if word in START_WORDS else "reply"
@@ -261,15 +272,19 @@ class TwilioInbound:
                  if (m.direction or "").startswith("inbound")]
         return sorted(items, key=lambda m: (m.at or since, m.sid))
 
-    def settle(self, to: str, claimed_at: datetime, window: timedelta = timedelta(minutes=15)) -> tuple[str, str] | None:
-        """An ``uncertain`` step's SMS looked up by its marker (our number, the client's number and
-        the time of the hand-off): ("sent", SID) when Twilio has it, ("failed", why) when Twilio
-        says it was not delivered, None when Twilio does not tell (never a guess)."""
+    def settle(self, to: str, claimed_at: datetime, marker: str | None = None,
+               window: timedelta = timedelta(minutes=15)) -> tuple[str, str] | None:
+        """An ``uncertain`` step's SMS looked up by its marker (the digest of its text, kept from
+        the claim) among the texts from our number to the client's around the hand-off:
+        ("sent", SID) when Twilio has exactly that one, ("failed", why) when Twilio says it was
+        not delivered, None when Twilio does not tell (never a guess).  A step claimed before
+        markers were kept (``marker`` None) is matched by numbers and time alone."""
         sender = self.channel.options.from_number
         found = [m for m in self._list(to=_e164(to), date_sent_after=claimed_at - timedelta(minutes=1),
                                        date_sent_before=claimed_at + window)
                  if (m.direction or "").startswith("outbound") and (not sender or m.from_ == sender)
-                 and m.date_sent is not None and claimed_at - timedelta(minutes=1) <= m.date_sent <= claimed_at + window]
+                 and m.date_sent is not None and claimed_at - timedelta(minutes=1) <= m.date_sent <= claimed_at + window
+                 and (not marker or body_marker(m.body or "") == marker)]
         if len(found) != 1:
             return None
         m = found[0]

@@ -121,14 +121,15 @@ class Dispatcher:
         except Exception as exc:  # permanent: the same data will never build; nothing was handed off
             log.error("step %s: the message could not be built (%s)", step_id, type(exc).__name__)
             unbuildable = f"the message could not be built ({type(exc).__name__}); nothing was sent"
+        marker = channel.marker(message) if message is not None else None
         with self.store.transaction() as conn:
             self.store.resolve(conn, "template", "", step["template"])
-            if not followups.claim(conn, step_id, self.ctx.worker, now):
+            if not followups.claim(conn, step_id, self.ctx.worker, now, marker=marker):
                 return
         if message is None:
             self._record(step, "failed", now, reason=unbuildable)
             return
-        self._send(step, message, channel, now)
+        self._send(step, message, channel, now, marker)
 
     def _after_unread_task(self, conn: Any, step: Any) -> bool:
         """The call task before this step could not be read back: whether the therapist closed it
@@ -167,19 +168,21 @@ class Dispatcher:
         self._count(f"skipped:{reason}")
 
     # -- hand-off -------------------------------------------------------------------------
-    def _send(self, step: Any, message: Any, channel: Channel, now: datetime) -> None:
+    def _send(self, step: Any, message: Any, channel: Channel, now: datetime, marker: str | None) -> None:
         try:
             receipt = channel.send(message)
         except ChannelError as exc:
-            self._failed_send(step, channel, exc, now)
+            self._failed_send(step, channel, exc, now, marker)
             return
         except Exception as exc:  # unknown: it may have gone out
             log.error("step %s: unexpected %s during hand-off", step["id"], type(exc).__name__)
-            self._record(step, "uncertain", now, reason=f"unexpected error {type(exc).__name__}")
+            self._record(step, "uncertain", now, reason=f"unexpected error {type(exc).__name__}",
+                         provider_id=marker)
             return
         self._record(step, "sent", now, provider_id=receipt.provider_id, reason=None)
 
-    def _failed_send(self, step: Any, channel: Channel, exc: ChannelError, now: datetime) -> None:
+    def _failed_send(self, step: Any, channel: Channel, exc: ChannelError, now: datetime,
+                     marker: str | None = None) -> None:
         step_id = step["id"]
         if exc.outcome == "held":
             self._hold(step, channel, exc, now)
@@ -202,7 +205,8 @@ class Dispatcher:
             with self.store.transaction() as conn:
                 followups.set_client_flag(conn, step["client_id"], opted_out_at=ts(now),
                                           opted_out_channels=channel.medium)
-        self._record(step, exc.outcome, now, reason=exc.reason)
+        self._record(step, exc.outcome, now, reason=exc.reason,
+                     provider_id=marker if exc.outcome == "uncertain" else None)
 
     def _hold(self, step: Any, channel: Channel, exc: ChannelError, now: datetime) -> None:
         """A local cause found before the hand-off (library, secret, folder): the step stays

@@ -331,7 +331,8 @@ def settle_uncertain(ctx: CycleContext, reader: Any, now: datetime) -> Counter[s
         claimed = dt(row["claimed_at"])
         if not client.phone or claimed is None:
             continue
-        found = reader.settle(client.phone, claimed)
+        marker = row["provider_id"] if str(row["provider_id"] or "").startswith("sms:") else None
+        found = reader.settle(client.phone, claimed, marker)
         if found is not None:
             _settle(ctx, row, found, now, "Twilio")
             counts[f"settled {found[0]}"] += 1

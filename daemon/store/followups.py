@@ -143,11 +143,13 @@ def step_row(conn: Connection, step_id: str) -> Any:
         .where(steps.c.id == step_id)).mappings().first()
 
 
-def claim(conn: Connection, step_id: str, worker: str, now: datetime) -> bool:
-    """planned → sending, only if still planned (another replica may have taken it)."""
+def claim(conn: Connection, step_id: str, worker: str, now: datetime, *, marker: str | None = None) -> bool:
+    """planned → sending, only if still planned (another replica may have taken it).
+    ``marker`` (the channel's handle for looking the message up) is kept as the provider id
+    until the hand-off's outcome replaces it."""
     result = conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned")
                           .values(state="sending", claimed_by=worker, claimed_at=ts(now),
-                                  attempts=steps.c.attempts + 1))
+                                  attempts=steps.c.attempts + 1, provider_id=marker))
     return result.rowcount == 1
 
 
