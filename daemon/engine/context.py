@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from connectors.channels.base import Channel
 from daemon.clients import Directory
@@ -30,8 +31,9 @@ class CycleContext:
     phone: Channel
     clock: Clock
     worker: str                                  # who claims steps: host:pid:random
-    is_dispatcher: bool = True                   # False: another replica dispatches
+    is_dispatcher: bool = True                   # every process dispatches (replicas claim row by row)
     stopping: threading.Event = field(default_factory=threading.Event)   # set on SIGTERM
+    replicas: Any = None                         # daemon.engine.replicas.Replicas (shared stores)
 
     def client_of(self, client_id: str, name: str = "", email: str = "") -> Client:
         """The directory's current entry, or the attendee the session named."""

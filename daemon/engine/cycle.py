@@ -15,7 +15,7 @@ import socket
 import threading
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,22 +32,24 @@ from daemon.engine import absences, detect, hearing
 from daemon.engine.context import CycleContext
 from daemon.engine.health import CycleReport, Health, PollResult
 from daemon.engine.places import state_dir, store_url
+from daemon.engine.replicas import Replicas
 from daemon.errors import SourceError, UserError
 from daemon.model import Client, Trigger
 from daemon.store import sessions as session_store
 from daemon.store.db import Store
-from daemon.store.lock import AdvisoryLock, FileLock
+from daemon.store.lock import FileLock
 from daemon.store.tables import calendars, steps, ts
 from daemon.templating.templates import Templates
 
 log = logging.getLogger(__name__)
+READ_TTL = timedelta(minutes=10)   # the inbox read's lease lapses after this if its replica died
 
 
 class Engine:
     """One configured practice.  Raises InstanceLocked when another process owns a SQLite store."""
 
     def __init__(self, config: Config, clock: Clock, *, dry_run: bool = False, acquire_lock: bool = True,
-                 directory: Directory | None = None) -> None:
+                 directory: Directory | None = None, replica: bool = False) -> None:
         self.config = config
         self.clock = clock
         self.dry_run = dry_run or config.dry_run
@@ -55,10 +57,13 @@ class Engine:
         self.stopping = threading.Event()
         self.sources: dict[str, CalendarSource] = {}
         self._file_lock: FileLock | None = None
-        self._advisory: AdvisoryLock | None = None
         self.is_dispatcher = True
         self._heard_at: datetime | None = None
         self.store = Store(store_url(config), dry_run=dry_run)
+        # several processes may share a PostgreSQL store: leases say who does what (replicas.py)
+        self.replicas = Replicas(self.store, self.worker, shared=not self.store.is_sqlite and not dry_run,
+                                 calendars={c.name: c.poll_every.approx for c in config.calendars},
+                                 speed=getattr(clock, "speed", 1.0), service=replica)
         try:
             if acquire_lock:
                 self._lock()
@@ -81,18 +86,17 @@ class Engine:
         self.context = CycleContext(config=config, store=self.store, directory=self.directory,
                                     templates=self.templates, email=self.email, phone=self.phone,
                                     clock=self.clock, worker=self.worker, is_dispatcher=self.is_dispatcher,
-                                    stopping=self.stopping)
+                                    stopping=self.stopping, replicas=self.replicas)
 
     # -- set-up -----------------------------------------------------------------------
     def _lock(self) -> None:
+        """SQLite: one process per store (a file lock).  PostgreSQL: any number, sharing the
+        work through leases; this one says it is alive before it touches anything."""
         if self.store.is_sqlite:
             self._file_lock = FileLock(self.config.resolve(self.config.store.path))
             self._file_lock.acquire()
         else:
-            self._advisory = AdvisoryLock(self.store.engine, self.store.safe_url)
-            self.is_dispatcher = self._advisory.acquire()
-            if not self.is_dispatcher:
-                log.info("another replica dispatches; this one only polls")
+            self.replicas.alive(self.clock.now(), force=True)
 
     def _source(self, cal: CalendarConfig) -> CalendarSource:
         ctx = SourceContext(base_dir=self.config.base_dir, timezone=self.config.practice.timezone,
@@ -133,16 +137,16 @@ class Engine:
         if self._file_lock:
             self._file_lock.release()
             self._file_lock = None
-        if self._advisory:
-            self._advisory.release()
-            self._advisory = None
+        replicas = getattr(self, "replicas", None)
+        if replicas is not None:
+            replicas.release()
         self.store.close()
 
     # -- the cycle ----------------------------------------------------------------------
     def run_once(self) -> CycleReport:
         """Poll every calendar, then dispatch what is due."""
         report = CycleReport(polls=[self.poll_one(name) for name in self.sources])
-        if self.hears and self.is_dispatcher:
+        if self.hears:
             self.hear()
         report.dispatched = self.dispatch()
         return report
@@ -157,6 +161,9 @@ class Engine:
         now = self.clock.now()
         rules = self.config.detection
         window = Window(now - rules.lookback.approx, now + rules.horizon.approx)
+        if not self.replicas.may_poll(name, now):
+            log.debug("calendar %s: polled by another replica", name)
+            return PollResult(name, True, elsewhere=True)
         with self.store.transaction() as conn:
             row = self.store.calendar_row(conn, name)
         try:
@@ -263,8 +270,6 @@ class Engine:
 
         from daemon.engine.notices import send_due
 
-        if not self.is_dispatcher:
-            return {}
         now = self.clock.now()
         fresh = self._heard_at is not None and abs((now - self._heard_at).total_seconds()) < 30
         if self.hears and not fresh and hearing.anything_due(self.context, now):
@@ -281,10 +286,17 @@ class Engine:
     def hear(self) -> dict[str, int]:
         """Read the practice inbox and the texts to the practice; apply what arrived
         (daemon.engine.hearing)."""
-        if not self.is_dispatcher:
-            return {}     # one replica applies what arrived (the one that dispatches)
-        self._heard_at = self.clock.now()
-        return dict(hearing.hear_all(self.context, self.inbox, self._heard_at))
+        now = self.clock.now()
+        with self.replicas.exclusive("inbox", now, READ_TTL) as mine:
+            if not mine:               # another replica is reading it right now: as fresh
+                self._heard_at = now
+                return {}
+            self._heard_at = now
+            return dict(hearing.hear_all(self.context, self.inbox, now))
+
+    def heartbeat(self) -> None:
+        """The service's heartbeat: this replica is alive (shared stores)."""
+        self.replicas.alive(self.clock.now(), force=True)
 
     def health(self) -> Health:
         now = self.clock.now()

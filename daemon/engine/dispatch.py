@@ -38,18 +38,24 @@ class Dispatcher:
 
     def run(self) -> dict[str, int]:
         now = self.ctx.clock.now()
+        replicas = self.ctx.replicas
+        live = replicas.live_workers(now) if replicas is not None else None
         with self.store.transaction() as conn:
-            for step_id in followups.abandon_stale(conn, self.ctx.worker, now):
+            for step_id in followups.abandon_stale(conn, self.ctx.worker, now, live):
                 log.warning("step %s was being handed off when the service stopped: uncertain", step_id)
                 self.store.report(conn, now, "uncertain", "", step_id, "stopped during hand-off")
         self._feedback(now)
         with self.store.transaction() as conn:
             due = followups.due(conn, now)
         log.debug("dispatch: %d step(s) due", len(due))
+        if replicas is not None and replicas.shared:
+            due = _spread(due)         # replicas dispatching at once mostly claim different steps
         for step in due:
             if self.ctx.stopping.is_set():
                 log.info("stopping: the remaining due steps wait for the next start")
                 break
+            if replicas is not None:
+                replicas.alive(self.ctx.clock.now())
             self._one(step["id"], now)
         self._purge(now)
         return self.counts
@@ -237,3 +243,14 @@ class Dispatcher:
         level = logging.INFO if state == "sent" else logging.WARNING
         log.log(level, "step %s %s via %s", step["id"], state, step["channel"])
         self._count(state)
+
+
+def _spread(due: list[Any]) -> list[Any]:
+    """The due steps with their follow-ups in random order, each follow-up's steps still in
+    their order (a step waits for the one before it)."""
+    groups: dict[str, list[Any]] = {}
+    for step in due:
+        groups.setdefault(step["sequence_id"], []).append(step)
+    order = list(groups.values())
+    random.shuffle(order)
+    return [step for group in order for step in group]

@@ -13,6 +13,7 @@ class PollResult:
     error: str = ""
     triggers: int = 0
     degraded: str = ""
+    elsewhere: bool = False     # another replica polls this calendar (shared store)
 
 
 @dataclass

@@ -88,7 +88,7 @@ class Service:
             Engine,  # imported late: the engine pulls in every connector
         )
 
-        engine = Engine(config, clock=self.clock)
+        engine = Engine(config, clock=self.clock, replica=True)
         try:
             check = getattr(engine, "check_ready", None)
             if check is not None:
@@ -250,6 +250,12 @@ class Service:
         """Ping the watchdog with a STATUS if the engine is healthy; True when pinged."""
         with self._lock:
             problem, summary = self._check()
+            beat = getattr(self.engine, "heartbeat", None)
+            if beat is not None:
+                try:
+                    beat()               # this replica is alive (a shared store)
+                except Exception as exc:
+                    log.debug("heartbeat not recorded (%s)", type(exc).__name__)
         if problem:
             log.warning("unhealthy: %s", problem)
             sdnotify.notify(status=f"unhealthy: {problem}; {summary}")

@@ -147,6 +147,12 @@ def claim(conn: Connection, step_id: str, worker: str, now: datetime, *, marker:
     """planned → sending, only if still planned (another replica may have taken it).
     ``marker`` (the channel's handle for looking the message up) is kept as the provider id
     until the hand-off's outcome replaces it."""
+    if conn.dialect.name == "postgresql":
+        # another replica claiming the same row right now: skip it rather than wait for it
+        free = conn.execute(sa.select(steps.c.id).where(steps.c.id == step_id, steps.c.state == "planned")
+                            .with_for_update(skip_locked=True)).first()
+        if free is None:
+            return False
     result = conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned")
                           .values(state="sending", claimed_by=worker, claimed_at=ts(now),
                                   attempts=steps.c.attempts + 1, provider_id=marker))
@@ -197,10 +203,12 @@ def close_if_done(conn: Connection, seq_id: str, now: datetime, reason: str | No
                      .values(closed_at=ts(now), closed_reason=final))
 
 
-def abandon_stale(conn: Connection, worker: str, now: datetime) -> list[str]:
-    """``sending`` rows not held by this (live, lock-holding) process → ``uncertain``."""
+def abandon_stale(conn: Connection, worker: str, now: datetime, live: set[str] | None = None) -> list[str]:
+    """``sending`` rows claimed by no live process → ``uncertain``.  ``live`` are the workers
+    still alive on a shared store (this one always); on SQLite only this process is."""
+    alive = sorted((live or set()) | {worker})
     stale = [r[0] for r in conn.execute(sa.select(steps.c.id).where(
-        steps.c.state == "sending", sa.or_(steps.c.claimed_by.is_(None), steps.c.claimed_by != worker))).all()]
+        steps.c.state == "sending", sa.or_(steps.c.claimed_by.is_(None), steps.c.claimed_by.not_in(alive)))).all()]
     for step_id in stale:
         conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "sending").values(
             state="uncertain", finished_at=ts(now),

@@ -47,6 +47,27 @@ def release(engine: sa.engine.Engine, name: str, holder: str) -> None:
         conn.execute(leases.delete().where(leases.c.name == name).where(leases.c.holder == holder))
 
 
+def held_by(engine: sa.engine.Engine, holder: str, prefix: str, now: datetime) -> int:
+    """How many unexpired leases whose name starts with ``prefix`` ``holder`` has."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(leases).where(
+            leases.c.holder == holder, leases.c.name.startswith(prefix, autoescape=True),
+            leases.c.expires_at > ts(now))).scalar_one())
+
+
+def names(engine: sa.engine.Engine, prefix: str, now: datetime) -> set[str]:
+    """The unexpired leases whose name starts with ``prefix``."""
+    with engine.connect() as conn:
+        return {str(r[0]) for r in conn.execute(sa.select(leases.c.name).where(
+            leases.c.name.startswith(prefix, autoescape=True), leases.c.expires_at > ts(now)))}
+
+
+def release_all(engine: sa.engine.Engine, holder: str) -> None:
+    """Every lease of ``holder`` given up (a clean stop)."""
+    with engine.begin() as conn:
+        conn.execute(leases.delete().where(leases.c.holder == holder))
+
+
 def holder_of(engine: sa.engine.Engine, name: str, now: datetime) -> str | None:
     """Who holds ``name`` at ``now`` (None when free or expired)."""
     with engine.connect() as conn:
