@@ -83,10 +83,11 @@ def test_polling_is_shared_handed_over_and_taken_over(six: Practice, replicas: l
         first, second = a.poll(at), b.poll(at + timedelta(seconds=10))
         assert not first & second and first | second == set(NAMES) | {"main"}
         assert (first, second) == (kept, taken)
-    # b dies (no clean stop): its leases lapse two intervals after its last poll, then a takes over
+    # b dies (no clean stop): its leases lapse an interval and a half after its last poll, then
+    # a takes over
     last_b = T0 + 4 * EVERY + timedelta(seconds=10)
-    assert a.poll(last_b + 2 * EVERY - timedelta(seconds=20)) == kept
-    assert a.poll(last_b + 2 * EVERY + timedelta(seconds=5)) == set(NAMES) | {"main"}
+    assert a.poll(last_b + 1.5 * EVERY - timedelta(seconds=20)) == kept
+    assert a.poll(last_b + 1.5 * EVERY + timedelta(seconds=5)) == set(NAMES) | {"main"}
 
 
 def test_a_clean_stop_hands_the_calendars_over_at_once(six: Practice, replicas: list[Replica]) -> None:

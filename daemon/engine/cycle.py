@@ -307,8 +307,8 @@ class Engine:
                 counts: dict[str, int] = dict(conn.execute(sa.select(steps.c.state, sa.func.count()).group_by(steps.c.state)).all())
                 due = conn.execute(sa.select(sa.func.count()).select_from(steps).where(
                     steps.c.state == "planned", steps.c.due_at <= ts(now))).scalar_one()
-        except sa.exc.SQLAlchemyError:
-            return Health(False, len(self.sources), 0, [], 0, 0)
+        except sa.exc.SQLAlchemyError as exc:
+            return Health(False, len(self.sources), 0, [], 0, 0, store_down=type(exc).__name__)
         return Health(True, len(self.sources), due, degraded, counts.get("uncertain", 0), counts.get("failed", 0))
 
     # -- the therapist's digest -------------------------------------------------------------

@@ -34,6 +34,7 @@ class Health:
     degraded: list[str]
     uncertain: int
     failed: int
+    store_down: str = ""        # the store does not answer: why (an exception's type)
 
     @property
     def summary(self) -> str:

@@ -6,10 +6,11 @@ Everything is a lease in the store (daemon/store/leases.py), judged by the repli
 * ``replica:<worker>`` — this replica is alive.  Renewed by every poll, every step and the
   service's heartbeat; it lapses ``live_for`` after the replica died.  Only then do its
   ``sending`` rows become ``uncertain`` (never sent again).
-* ``poll:<calendar>`` — the one replica polling that calendar, for two poll intervals,
-  renewed at each poll.  A replica holds at most its fair share (calendars ÷ live replicas,
+* ``poll:<calendar>`` — the one replica polling that calendar, for one and a half poll
+  intervals, renewed at each poll (a holder whose poll job runs late loses it to another).  A replica holds at most its fair share (calendars ÷ live replicas,
   rounded up) and gives back what is over it, so replicas that start later get their share.
-  A dead replica's calendars are taken over within two intervals.
+  A dead replica's calendars are taken over at the first poll after its leases and its
+  liveness lapsed: within two and a half intervals of its last poll.
 * ``job:<name>`` — the inbox and the texts to the practice are read by one replica at a time
   (held only while reading, so whichever replica is about to dispatch can read first).
 * ``process:<worker>`` — a one-off command (``once``) alive on the store: its hand-offs are
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 REPLICA, PROCESS, POLL, JOB = "replica:", "process:", "poll:", "job:"
 HEARTBEAT_WALL = 5.0            # seconds of wall time between the service's heartbeats
+LEASE = 1.5                     # a calendar's lease lasts this many of its poll intervals
 
 
 class Replicas:
@@ -50,8 +52,7 @@ class Replicas:
         self._renewed: datetime | None = None
         longest = max(calendars.values(), default=timedelta(minutes=2))
         # lapses only after several missed renewals, whatever the clock's speed
-        self.live_for = max(2 * longest, timedelta(minutes=2), timedelta(seconds=4 * HEARTBEAT_WALL * speed))
-        self.healthy = True
+        self.live_for = max(LEASE * longest, timedelta(minutes=2), timedelta(seconds=3 * HEARTBEAT_WALL * speed))
 
     # -- liveness ---------------------------------------------------------------------------
     def alive(self, now: datetime, *, force: bool = False) -> None:
@@ -63,6 +64,8 @@ class Replicas:
             return
         if self._guard(leases.take, self.store.engine, self.role + self.worker, self.worker, now, self.live_for):
             self._renewed = now
+            for prefix in (REPLICA, PROCESS):        # replicas that died long ago
+                self._guard(leases.purge, self.store.engine, prefix, now - self.live_for)
 
     def live_workers(self, now: datetime) -> set[str]:
         """Every worker, replica or one-off process, whose liveness has not lapsed (this one too)."""
@@ -82,7 +85,7 @@ class Replicas:
         if not self.shared:
             return True
         self.alive(now)
-        name, ttl = POLL + calendar, 2 * self.calendars.get(calendar, timedelta(minutes=2))
+        name, ttl = POLL + calendar, LEASE * self.calendars.get(calendar, timedelta(minutes=2))
         share = math.ceil(len(self.calendars) / max(1, self.replicas(now)))
         mine = leases.held_by(self.store.engine, self.worker, POLL, now)
         holds = leases.holder_of(self.store.engine, name, now) == self.worker
@@ -120,16 +123,12 @@ class Replicas:
                             type(exc).__name__)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _guard(self, func: Any, *args: Any) -> Any:
-        """Run a lease write; a store that does not answer is reported once, then recovery."""
+    @staticmethod
+    def _guard(func: Any, *args: Any) -> Any:
+        """Run a lease write; None when the store does not answer (the service's heartbeat
+        reports that: daemon/service/run.py)."""
         try:
-            result = func(*args)
+            return func(*args)
         except sa.exc.SQLAlchemyError as exc:
-            if self.healthy:
-                log.warning("the store does not answer (%s); this replica waits for it", type(exc).__name__)
-            self.healthy = False
+            log.debug("liveness not renewed (%s)", type(exc).__name__)
             return None
-        if not self.healthy:
-            log.info("the store answers again")
-        self.healthy = True
-        return result

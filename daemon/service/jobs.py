@@ -1,6 +1,9 @@
 """The service's timers: APScheduler only says "poll this calendar now", "send what is due now"
 and "send the digest now" (reliability notes §1); every job runs through the service's ``job``
-wrapper, one at a time on a single worker thread.  Built anew at each start and reload."""
+wrapper.  Polls run on their own small pool (``POLL_WORKERS`` threads: network feeds overlap
+their waits), the rest — dispatch, the inbox, the digest — one at a time on another thread, so a
+long dispatch never keeps a calendar from being polled, nor a slow feed a step from being sent.
+Built anew at each start and reload."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.config import Config
 
+POLL_WORKERS = 2
 DISPATCH_EVERY = timedelta(seconds=60)
 SMS_EVERY = timedelta(minutes=2)             # texts to the practice, without an [inbox]
 FIRST_DISPATCH_DELAY = timedelta(seconds=5)  # let the first polls go first
@@ -29,7 +33,8 @@ def build_scheduler(config: Config, engine: Any, job: Callable[..., None],
     every 24 h of virtual time, counted from the start."""
     scheduler = BackgroundScheduler(
         jobstores={"default": MemoryJobStore()},
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        executors={"default": ThreadPoolExecutor(max_workers=1),
+                   "polls": ThreadPoolExecutor(max_workers=max(1, min(POLL_WORKERS, len(config.calendars))))},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=timezone.utc)
     now = datetime.now(timezone.utc)
@@ -40,7 +45,7 @@ def build_scheduler(config: Config, engine: Any, job: Callable[..., None],
     for calendar in config.calendars:
         scheduler.add_job(job, every(calendar.poll_every.approx),
                           args=(engine.poll, calendar.name), id=f"poll:{calendar.name}",
-                          name="poll", next_run_time=now)
+                          name="poll", next_run_time=now, executor="polls")
     scheduler.add_job(job, every(DISPATCH_EVERY),
                       args=(engine.dispatch,), id="dispatch", name="dispatch",
                       next_run_time=now + FIRST_DISPATCH_DELAY / speed)

@@ -3,7 +3,8 @@
 The store is the record of every follow-up; APScheduler is only an in-memory
 timer that says "poll this calendar now", "send what is due now" and "send the
 digest now" (see reliability notes §1), rebuilt from the config at each start
-and reload.  Its jobs run one at a time on a single worker thread.
+and reload.  Polls run on a small pool of their own, the other jobs one at a time on one
+thread (daemon/service/jobs.py).
 
 The main thread owns the life cycle: it sends READY=1 once config, store,
 templates and secrets are loaded, then every few seconds asks the engine for
@@ -23,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import sqlalchemy.exc
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon import config as config_module
@@ -38,28 +40,32 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TICK = 5.0
 STUCK_AFTER = 15 * 60.0  # a job running longer than this withholds the watchdog ping
+STORE_WAIT = 60.0        # seconds a start waits for a store that does not answer (TimeoutStartSec=90)
 
 
 class Service:
     """One running welcomeback: config, engine, scheduler, and the notify loop."""
 
     def __init__(self, config_path: Path, *, debug: bool = False, tick: float | None = None,
-                 clock: Clock | None = None, stuck_after: float = STUCK_AFTER) -> None:
+                 clock: Clock | None = None, stuck_after: float = STUCK_AFTER,
+                 store_wait: float = STORE_WAIT) -> None:
         self.config_path = Path(config_path)
         self.debug = debug
         self.tick = tick if tick is not None else _default_tick()
         self.clock: Clock = clock or SystemClock()
         self.stuck_after = stuck_after
+        self.store_wait = store_wait
         self.config: Config | None = None
         self.engine: Any = None
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.RLock()  # guards engine/scheduler swaps (reload, heartbeat)
         self._wake = threading.Event()
         self._reload_requested = False
-        self._busy_since: float | None = None
+        self._busy: dict[int, float] = {}   # running job's thread → when it started
         self._greeting: list[str] = []
         self.console: Any = None   # the therapist's console when [web] listen is set
         self.watcher: Any = None   # IMAP IDLE on the practice inbox, when it offers it
+        self._store_down: str = ""  # why the store does not answer (jobs wait for it), or ""
 
     # -- life cycle --------------------------------------------------------------
     def start(self) -> None:
@@ -70,8 +76,7 @@ class Service:
         """
         config = config_module.load(self.config_path)
         libraries.require(config)          # a missing library stops here: exit 2, never READY
-        with self._lock:
-            self._activate(config)
+        self._activate_waiting(config)
         try:
             self._start_console(config)
         except BaseException:
@@ -81,6 +86,24 @@ class Service:
         log.info("service ready: %d calendar(s)", len(config.calendars))
         for line in self._greeting:
             log.info("%s", line)
+
+    def _activate_waiting(self, config: Config) -> None:
+        """``_activate``, waiting up to ``store_wait`` seconds for a store that does not answer
+        yet (PostgreSQL restarting, or starting after us at boot); then the failure stands."""
+        deadline = time.monotonic() + self.store_wait
+        pause = 1.0
+        while True:
+            try:
+                with self._lock:
+                    self._activate(config)
+                return
+            except sqlalchemy.exc.DBAPIError as exc:
+                if not _lost_store(exc) or time.monotonic() + pause > deadline:
+                    raise
+                self._note_store(type(exc).__name__)
+                sdnotify.notify(status=f"waiting for the store ({type(exc).__name__})")
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
 
     def _activate(self, config: Config) -> None:
         """Open an engine for ``config`` and start its jobs; closes it on failure."""
@@ -271,11 +294,25 @@ class Service:
             health = self.engine.health()
         except Exception as exc:
             return f"health check failed ({type(exc).__name__})", "health unknown"
+        if health.store_down:
+            # the process is fine and waits for its store: a restart would not help, so the
+            # watchdog is still pinged; STATUS and the log say so
+            self._note_store(health.store_down)
+            return None, f"degraded: the store does not answer ({health.store_down}); waiting for it"
+        self._note_store("")
         summary = str(health.summary)
-        busy = self._busy_since
+        busy = min(self._busy.values(), default=None)
         if busy is not None and time.monotonic() - busy > self.stuck_after:
             return f"a job has been running for over {int(self.stuck_after)} s", summary
         return (None if health.ok else "engine reports unhealthy"), summary
+
+    def _note_store(self, down: str) -> None:
+        """Log once when the store stops answering, once when it answers again."""
+        if down and not self._store_down:
+            log.warning("the store does not answer (%s); polls and sends wait for it", down)
+        elif not down and self._store_down:
+            log.info("the store answers again; carrying on")
+        self._store_down = down
 
     def _summary(self) -> str:
         with self._lock:
@@ -306,9 +343,16 @@ class Service:
     # -- jobs --------------------------------------------------------------------
     def _job(self, func: Callable[..., Any], *args: Any) -> None:
         """Run one engine call; a failure is logged (type only) and the next run still comes."""
-        self._busy_since = time.monotonic()
+        me = threading.get_ident()
+        self._busy[me] = time.monotonic()
         try:
             func(*args)
+        except sqlalchemy.exc.DBAPIError as exc:
+            if not _lost_store(exc):
+                log.error("job %s failed: %s", getattr(func, "__name__", "?"), type(exc).__name__)
+            else:                 # the heartbeat reports the outage; the next run tries again
+                self._note_store(type(exc).__name__)
+                log.debug("job %s waits for the store (%s)", getattr(func, "__name__", "?"), type(exc).__name__)
         except Exception as exc:
             # Exception text may quote calendar content: log the type and, with
             # --debug, the frames, never the message.
@@ -316,12 +360,18 @@ class Service:
             if self.debug:
                 log.debug("traceback (frames only): %s", frames(exc))
         finally:
-            self._busy_since = None
+            self._busy.pop(me, None)
+
+
+def _lost_store(exc: Exception) -> bool:
+    """Whether a database error means the store cannot be reached (not a bug in a query)."""
+    return isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) \
+        or bool(getattr(exc, "connection_invalidated", False))
 
 
 def _watch_inbox(engine: Any, scheduler: BackgroundScheduler, job: Callable[..., None]) -> Any:
     """Start IMAP IDLE on the practice inbox: new mail runs the inbox job at once (queued
-    behind a running job on the one worker thread); the job's interval stays the fallback."""
+    behind a running dispatch on its thread); the job's interval stays the fallback."""
     from connectors.inbox.imap import ImapInbox
 
     inbox = getattr(engine, "inbox", None)

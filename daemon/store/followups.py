@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +82,12 @@ def for_session(conn: Connection, calendar: str, session_key: str, *, exclude: s
 
 
 def open_for_client(conn: Connection, client_id: str, *, exclude: str = "") -> str | None:
+    """The client's open follow-up, if any.  On PostgreSQL the check holds a transaction lock
+    on the client first, so two replicas (or two calendars) planning for the same client at once
+    take turns and the second sees the first's follow-up (SQLite's writers queue already)."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(("client|" + client_id).encode()).digest()[:8], "big") >> 1
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
     row = conn.execute(sa.select(sequences.c.id).where(
         sequences.c.client_id == client_id, sequences.c.closed_at.is_(None), sequences.c.id != exclude)).first()
     return row[0] if row else None

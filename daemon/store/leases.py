@@ -68,6 +68,14 @@ def release_all(engine: sa.engine.Engine, holder: str) -> None:
         conn.execute(leases.delete().where(leases.c.holder == holder))
 
 
+def purge(engine: sa.engine.Engine, prefix: str, before: datetime) -> int:
+    """Delete the leases starting with ``prefix`` that expired before ``before`` (a dead
+    replica's liveness is never taken again: its successor has a new name)."""
+    with engine.begin() as conn:
+        return int(conn.execute(leases.delete().where(
+            leases.c.name.startswith(prefix, autoescape=True), leases.c.expires_at < ts(before))).rowcount)
+
+
 def holder_of(engine: sa.engine.Engine, name: str, now: datetime) -> str | None:
     """Who holds ``name`` at ``now`` (None when free or expired)."""
     with engine.connect() as conn:
