@@ -223,3 +223,75 @@ def test_a_plus_address_reply_to_is_the_therapists_and_still_matches(clinic, cap
     assert answer.tokens == (step_token("s1-2"),)
     ana = build_for({**step, "calendar": "main"}, jane, "email", cfg, Templates(cfg.resolve(cfg.templates.folder)))
     assert ana.reply_to == f"ana+wb-{step_token('s1-2')}@riverside.example" and "Ben" not in ana.text
+
+
+def test_two_replicas_claiming_the_same_day_at_once_get_one_claim(clinic):
+    """Real concurrent claims on the shared store (SQLite and PostgreSQL): exactly one wins."""
+    import threading
+
+    from daemon.engine.places import store_url
+    from daemon.store.db import Store
+
+    url = store_url(config_mod.load(clinic.config))
+    stores = [Store(url) for _ in range(4)]
+    barrier, won = threading.Barrier(len(stores)), []
+
+    def replica(n: int) -> None:
+        barrier.wait()
+        won.append(claims.claim(stores[n], BEN, "2026-11-04", f"replica-{n}", local(2026, 11, 4, 7, 30),
+                                legacy=False))
+
+    threads = [threading.Thread(target=replica, args=(n,)) for n in range(len(stores))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        for s in stores:
+            s.close()
+    assert sorted(won, key=str) == [None, None, None, "new"]
+
+
+def test_a_day_recorded_by_an_older_version_is_not_sent_again(practice, capsys):
+    """Without [[therapists]]: a store whose digest day is still in meta digest_last (before the
+    digests table) does not get that day's digest twice."""
+    import json as json_mod
+
+    from daemon.store.tables import meta
+    from tests.stories import jane_no_show
+
+    jane_no_show(practice)
+    engine = Engine(config_mod.load(practice.config), FixedClock(local(2026, 11, 4, 7, 30)))
+    try:
+        with engine.store.transaction() as conn:
+            conn.execute(meta.insert().values(key=claims.LEGACY_KEY, value=json_mod.dumps(
+                {"day": "2026-11-04", "at": "2026-11-04T12:30:00.000000Z", "state": "sent"})))
+        assert engine.send_digest() is False
+    finally:
+        engine.close()
+    nxt = Engine(config_mod.load(practice.config), FixedClock(local(2026, 11, 5, 7, 30)))
+    try:
+        assert nxt.send_digest() is True
+    finally:
+        nxt.close()
+    assert len([m for m in practice.mails() if "welcomeback: your day" in m]) == 1
+
+
+def test_a_safety_no_show_alerts_the_sessions_therapist_at_the_end_of_their_day(clinic, capsys):
+    (clinic.root / "clients.csv").write_text(
+        "name,aliases,email,phone,preferred_channel,do_not_contact,safety_concern,emergency_contact\n"
+        "Jane Doe,,jane.doe@example.com,+1 555 010 0201,phone,false,yes,Dana Whitlock (sister) +1 555 010 0299\n")
+    jb = session("jb", 6, 14, "Jane Doe")                           # a Friday, on Ben's calendar
+    calendars(clinic, main=[], groups=[], ben=[jb])
+    clinic.once(local(2026, 11, 5, 9))
+    jb.summary += " no-show"
+    calendars(clinic, main=[], groups=[], ben=[jb])
+    clinic.once(local(2026, 11, 6, 15, 10))
+    [urgent] = clinic.mails_to(BEN)
+    assert "Subject: URGENT: call Jane now" in urgent and "Dana Whitlock" in urgent
+    clinic.once(local(2026, 11, 6, 17, 5))                           # the practice's day ended, Ben's did not
+    assert len(clinic.mails_to(BEN)) == 1
+    clinic.once(local(2026, 11, 6, 18, 1))
+    assert len([m for m in clinic.mails_to(BEN) if "Second alert" in m]) == 1
+    assert clinic.mails_to(ANA) == []
