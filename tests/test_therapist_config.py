@@ -61,6 +61,7 @@ def test_check_validates_a_therapists_templates_folder(tmp_path, capsys):
     assert "ben-templates/email_followup.txt:3" in err and "diagnosis" in err
     (p.root / "ben-templates" / "email_followup.txt").write_text("Subject: Hi\n\nHi {{ client_first_name }}\n")
     assert p.cli("check") == 0
+    assert "therapists: Ana Ruiz (main, groups); Ben Marsh (ben)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("path", ["tests", "example"])

@@ -46,12 +46,23 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
     warnings.extend(_clinical(cfg, templates))
     summary = (f"{cfg.path}: OK\n"
                f"  calendars: {', '.join(f'{c.name} ({c.kind})' for c in cfg.calendars)}\n"
-               f"  clients:   {clients} in the directory\n"
+               + _therapists_line(cfg)
+               + f"  clients:   {clients} in the directory\n"
                f"  steps:     " + "; ".join(f"{i}. {s.channel} after {s.after} ({s.template})"
                                            for i, s in enumerate(cfg.cadence.steps, 1)) + "\n"
                f"  email:     {cfg.email.backend}; phone: {cfg.phone.backend}"
                + ("; DRY RUN (nothing is sent)" if cfg.dry_run else ""))
     return problems, warnings, summary
+
+
+def _therapists_line(cfg: Config) -> str:
+    """"  therapists: Ana Ruiz (main, groups); Ben Marsh (ben)" for a group practice, else ""."""
+    if not cfg.therapists:
+        return ""
+    owned: dict[str, list[str]] = {}
+    for c in cfg.calendars:
+        owned.setdefault(cfg.therapist_of(c.name).name, []).append(c.name)
+    return "  therapists: " + "; ".join(f"{name} ({', '.join(cals)})" for name, cals in owned.items()) + "\n"
 
 
 def therapist_templates(cfg: Config, templates: Templates) -> list[str]:
