@@ -225,7 +225,8 @@ class EmailCommon:
                          example="ana@riverside.example")
     backend: str = option("outbox", doc="How email leaves.", choices=EMAIL_BACKENDS.names())
     sender_name: str = option("", doc="Display name in From (default: the practice name).")
-    reply_to: str = option("", doc="Reply-To (default: the therapist's email).")
+    reply_to: str = option("", doc="Reply-To (default: the therapist's email; the clients of a "
+                                   "[[therapists]] therapist always reply to that therapist).")
 
 
 @dataclass
