@@ -295,3 +295,16 @@ def test_a_safety_no_show_alerts_the_sessions_therapist_at_the_end_of_their_day(
     clinic.once(local(2026, 11, 6, 18, 1))
     assert len([m for m in clinic.mails_to(BEN) if "Second alert" in m]) == 1
     assert clinic.mails_to(ANA) == []
+
+
+def test_another_therapist_invited_to_a_session_is_never_taken_for_the_client(clinic, capsys):
+    """Ben co-leads Ana's group: his address among the attendees is staff, not a second client."""
+    om = session("om", 3, 15, "Group")
+    om.attendees = [(OMAR, "Omar Haddad", "ACCEPTED"), (BEN, "Ben Marsh", "ACCEPTED")]
+    calendars(clinic, main=[], groups=[om], ben=[])
+    clinic.once(local(2026, 11, 2, 8))
+    om.summary += " no-show"
+    calendars(clinic, main=[], groups=[om], ben=[])
+    clinic.once(local(2026, 11, 3, 16))
+    steps = clinic.status(capsys)
+    assert {(s["client"], s["therapist"]) for s in steps} == {("Omar Haddad", "Ana Ruiz")}

@@ -194,6 +194,7 @@ class Engine:
         ctx = detect.Context(calendar=name, now=now, window=window, baseline=row["first_seen_at"] is None,
                              first_seen_at=first_seen, prev_poll_at=last_poll, rules=self.config.detection,
                              directory=self.directory, therapist_email=self.config.therapist_of(name).email,
+                             staff=frozenset(t.email.lower() for t in self.config.therapists),
                              unreadable=frozenset(result.unreadable),
                              absences=absences.load(conn, self.config.same_therapist(name)))
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
