@@ -108,6 +108,7 @@ def test_the_configuration_table_matches_the_schema() -> None:
         "[web]": keys_of(c.Web),
         "[safety]": keys_of(c.Safety),
         "[inbox]": keys_of(c.Inbox),
+        "[[therapists]]": keys_of(c.TherapistCommon),
     }
     assert {s.strip("[]") for s in expected} - {"channels.email", "channels.phone"} == set(c.TOP_LEVEL)
     table = _table()

@@ -100,7 +100,7 @@ def test_example_config_documents_every_key():
     for cls in (config_mod.Practice, config_mod.Store, config_mod.CalendarCommon, config_mod.Clients,
                 config_mod.Detection, config_mod.CadenceCommon, config_mod.StepSpec, config_mod.EmailCommon,
                 config_mod.PhoneCommon, config_mod.Digest,
-                config_mod.Retention, config_mod.Templates, config_mod.Safety):
+                config_mod.Retention, config_mod.Templates, config_mod.Safety, config_mod.TherapistCommon):
         for key, doc, _ in fields_doc(cls):
             assert f"{key} =" in text, f"{cls.__name__}.{key} missing from config.example.toml"
             assert doc, f"{cls.__name__}.{key} has no doc"

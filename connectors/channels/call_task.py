@@ -28,7 +28,10 @@ class TherapistEmailCallTask(Channel):
         return (self.backend, *self.email.backends())
 
     def deliver(self, message: Message) -> Receipt:
-        """Hand the task to the email backend, addressed to the therapist."""
-        task = replace(message, audience="therapist", to_address=self.context.therapist_email,
-                       to_name=self.context.therapist_name)
+        """Hand the task to the email backend, addressed to the therapist: the session's (a group
+        practice's task names its therapist), else the practice's."""
+        mine = message.audience == "therapist" and bool(message.to_address)
+        task = replace(message, audience="therapist",
+                       to_address=message.to_address if mine else self.context.therapist_email,
+                       to_name=message.to_name if mine else self.context.therapist_name)
         return self.email.deliver(task)

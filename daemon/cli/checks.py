@@ -35,6 +35,7 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
     for name in sorted({s.template for s in cfg.cadence.steps}):
         problems.extend(templates.validate(name, client_facing=usage(cfg, name).client_facing))
     problems.extend(templates.validate("safety_call"))   # the urgent call task (daemon.engine.safety)
+    problems.extend(therapist_templates(cfg, templates))
     missing = libraries.problems(cfg)
     problems.extend(missing)
     if not missing:      # a backend without its library cannot check its own settings
@@ -45,12 +46,44 @@ def run_checks(cfg: Config) -> tuple[list[str], list[str], str]:
     warnings.extend(_clinical(cfg, templates))
     summary = (f"{cfg.path}: OK\n"
                f"  calendars: {', '.join(f'{c.name} ({c.kind})' for c in cfg.calendars)}\n"
-               f"  clients:   {clients} in the directory\n"
+               + _therapists_line(cfg)
+               + f"  clients:   {clients} in the directory\n"
                f"  steps:     " + "; ".join(f"{i}. {s.channel} after {s.after} ({s.template})"
                                            for i, s in enumerate(cfg.cadence.steps, 1)) + "\n"
                f"  email:     {cfg.email.backend}; phone: {cfg.phone.backend}"
                + ("; DRY RUN (nothing is sent)" if cfg.dry_run else ""))
     return problems, warnings, summary
+
+
+def _therapists_line(cfg: Config) -> str:
+    """"  therapists: Ana Ruiz (main, groups); Ben Marsh (ben)" for a group practice, else ""."""
+    if not cfg.therapists:
+        return ""
+    owned: dict[str, list[str]] = {}
+    for c in cfg.calendars:
+        owned.setdefault(cfg.therapist_of(c.name).name, []).append(c.name)
+    return "  therapists: " + "; ".join(f"{name} ({', '.join(cals)})" for name, cals in owned.items()) + "\n"
+
+
+def therapist_templates(cfg: Config, templates: Templates) -> list[str]:
+    """Each [[therapists]] templates folder: it must be a readable folder, and the templates the
+    cadence uses must be valid with their wording first."""
+    from daemon.cli.templates import usage
+
+    out: list[str] = []
+    for i, t in enumerate(cfg.therapists, start=1):
+        if t.templates is None:
+            continue
+        where = f"{cfg.path}: [[therapists]] #{i} ({t.name}) templates"
+        if not t.templates.is_dir():
+            out.append(f"{where}: '{t.templates}' is not a folder (create it, or remove the key)")
+            continue
+        theirs = templates.with_own(t.templates)
+        for name in sorted({s.template for s in cfg.cadence.steps} | {"safety_call"}):
+            facing = name != "safety_call" and usage(cfg, name).client_facing
+            out.extend(f"{where}: {p}" for p in theirs.validate(name, client_facing=facing)
+                       if str(t.templates) in p)    # the practice's own files are checked above
+    return out
 
 
 def _sources(cfg: Config) -> list[str]:

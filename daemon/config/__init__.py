@@ -26,5 +26,7 @@ from daemon.config.sections import (
     Templates,
     Web,
 )
+from daemon.config.therapists import Therapist, TherapistCommon
 
-__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Safety", "Templates", "Inbox", "Web", "Config"]
+__all__ = ["TOP_LEVEL", "load", "parse", "Practice", "Store", "CalendarCommon", "CalendarConfig", "Clients", "Detection", "StepSpec", "Cadence", "CadenceCommon", "EmailCommon", "PhoneCommon", "ChannelConfig", "Digest", "Retention", "Safety", "Templates", "Inbox", "Web", "Config",
+           "Therapist", "TherapistCommon"]

@@ -35,11 +35,12 @@ from daemon.config.sections import (
     Templates,
     Web,
 )
+from daemon.config.therapists import parse_therapists
 from daemon.errors import ConfigError
 from daemon.hosts import is_loopback
 
 TOP_LEVEL = ("practice", "store", "calendars", "clients", "detection", "cadence", "channels",
-             "digest", "retention", "templates", "safety", "inbox", "web")
+             "digest", "retention", "templates", "safety", "inbox", "web", "therapists")
 
 
 def load(path: Path) -> Config:
@@ -86,6 +87,8 @@ def parse(data: dict[str, Any], path: Path, problems: Problems) -> Config | None
     web = build(Web, data.get("web", {}), "web", problems)
     safety = build(Safety, data.get("safety", {}), "safety", problems)
     inbox = _inbox(data["inbox"], problems) if "inbox" in data else None
+    therapists = parse_therapists(data.get("therapists", []), _calendar_names(data.get("calendars")),
+                                  practice.working_hours if practice else None, path.parent, problems)
     if digest is not None and not _is_hhmm(digest.at):
         problems.add("digest", "at", f"'{digest.at}' is not a time like 07:30")
     parts = [practice, store, calendars, clients, detection, cadence, email, phone, digest,
@@ -94,7 +97,15 @@ def parse(data: dict[str, Any], path: Path, problems: Problems) -> Config | None
         return None
     assert calendars is not None and cadence is not None
     return Config(path, practice, store, calendars, clients, detection, cadence, email, phone,
-                  dry_run, digest, retention, templates, raw=data, safety=safety, inbox=inbox, web=web)
+                  dry_run, digest, retention, templates, raw=data, safety=safety, inbox=inbox, web=web,
+                  therapists=therapists)
+
+
+def _calendar_names(items: Any) -> list[str] | None:
+    """The names the [[calendars]] tables give (None when there are none to check against)."""
+    if not isinstance(items, list):
+        return None
+    return [i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)] or None
 
 
 def _inbox(data: Any, problems: Problems) -> Inbox | None:

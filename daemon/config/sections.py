@@ -21,6 +21,7 @@ from daemon.config.durations import (
     parse_working_hours,
 )
 from daemon.config.fields import option
+from daemon.config.therapists import Therapist
 
 
 def _zone(value: Any) -> ZoneInfo:
@@ -224,7 +225,8 @@ class EmailCommon:
                          example="ana@riverside.example")
     backend: str = option("outbox", doc="How email leaves.", choices=EMAIL_BACKENDS.names())
     sender_name: str = option("", doc="Display name in From (default: the practice name).")
-    reply_to: str = option("", doc="Reply-To (default: the therapist's email).")
+    reply_to: str = option("", doc="Reply-To (default: the therapist's email; the clients of a "
+                                   "[[therapists]] therapist always reply to that therapist).")
 
 
 @dataclass
@@ -328,6 +330,35 @@ class Config:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     safety: Safety = field(default_factory=Safety)
     inbox: Inbox | None = None
+    therapists: list[Therapist] = field(default_factory=list)   # [[therapists]]; none: [practice] is the one
+
+    @property
+    def practice_therapist(self) -> Therapist:
+        """The [practice] therapist (their [[therapists]] entry when one has their email)."""
+        p = self.practice
+        for t in self.therapists:
+            if t.email.lower() == p.therapist_email.lower():
+                return t
+        return Therapist(p.therapist, p.therapist_email, (), p.working_hours, phone=p.phone)
+
+    def therapist_of(self, calendar: str) -> Therapist:
+        """A session's therapist: its calendar's; a calendar no [[therapists]] lists is the [practice] one's."""
+        for t in self.therapists:
+            if calendar in t.calendars:
+                return t
+        return self.practice_therapist
+
+    def same_therapist(self, calendar: str) -> list[str] | None:
+        """The calendars of ``calendar``'s therapist (None without [[therapists]]: all are one's)."""
+        if not self.therapists:
+            return None
+        mine = self.therapist_of(calendar).key
+        return [c.name for c in self.calendars if self.therapist_of(c.name).key == mine]
+
+    def all_therapists(self) -> list[Therapist]:
+        """Everyone who has calendars (the [practice] therapist included when a calendar is left to them)."""
+        found = {t.key: t for c in self.calendars for t in [self.therapist_of(c.name)]}
+        return list(found.values()) or [self.practice_therapist]
 
     @property
     def base_dir(self) -> Path:

@@ -11,10 +11,13 @@ import sqlalchemy as sa
 from daemon.store.tables import absences, dt, ts
 
 
-def load(conn: Any) -> tuple[tuple[datetime, datetime], ...]:
-    """Every known block, on any calendar: (start, end)."""
+def load(conn: Any, calendars: Any = None) -> tuple[tuple[datetime, datetime], ...]:
+    """Every known block, on any calendar (or only on ``calendars``: a therapist's own): (start, end)."""
     out = []
-    for r in conn.execute(sa.select(absences.c.start, absences.c.end)).all():
+    query = sa.select(absences.c.start, absences.c.end)
+    if calendars is not None:
+        query = query.where(absences.c.calendar.in_(sorted(calendars)))
+    for r in conn.execute(query).all():
         start, end = dt(r.start), dt(r.end)
         if start is not None and end is not None:
             out.append((start, end))
@@ -37,7 +40,10 @@ def save(conn: Any, calendar: str, blocks: list[tuple[str, datetime, datetime]],
         conn.execute(absences.insert(), list(rows.values()))
 
 
-def overlapping(conn: Any, start: datetime, end: datetime) -> bool:
-    """Whether a session from ``start`` to ``end`` lies (partly) inside a known block."""
-    return conn.execute(sa.select(absences.c.key).where(
-        absences.c.start < ts(end), absences.c.end > ts(start))).first() is not None
+def overlapping(conn: Any, start: datetime, end: datetime, calendars: Any = None) -> bool:
+    """Whether a session from ``start`` to ``end`` lies (partly) inside a known block (only the
+    blocks on ``calendars`` when given: a group practice's therapist's own)."""
+    query = sa.select(absences.c.key).where(absences.c.start < ts(end), absences.c.end > ts(start))
+    if calendars is not None:
+        query = query.where(absences.c.calendar.in_(sorted(calendars)))
+    return conn.execute(query).first() is not None

@@ -62,7 +62,7 @@ def check(store: Store, conn: Any, config: Config, now: datetime) -> int:
 def held_sequences(conn: Any, client_id: str | None = None) -> list[Any]:
     """The open follow-ups a burst holds (all, or one client's): rows with ``id``, ``client_id``."""
     query = sa.select(sequences.c.id, sequences.c.client_id, sequences.c.client_name, sequences.c.client_email,
-                      sequences.c.session_start,
+                      sequences.c.session_start, sequences.c.calendar,
                       sequences.c.trigger).distinct().join(steps, steps.c.sequence_id == sequences.c.id).where(
         steps.c.state == "planned", steps.c.reason.like(PREFIX + "%"), sequences.c.closed_at.is_(None))
     if client_id is not None:

@@ -193,8 +193,10 @@ class Engine:
         last_poll = datetime.fromisoformat(row["last_ok_at"].replace("Z", "+00:00")) if row["last_ok_at"] else None
         ctx = detect.Context(calendar=name, now=now, window=window, baseline=row["first_seen_at"] is None,
                              first_seen_at=first_seen, prev_poll_at=last_poll, rules=self.config.detection,
-                             directory=self.directory, therapist_email=self.config.practice.therapist_email,
-                             unreadable=frozenset(result.unreadable), absences=absences.load(conn))
+                             directory=self.directory, therapist_email=self.config.therapist_of(name).email,
+                             staff=frozenset(t.email.lower() for t in self.config.therapists),
+                             unreadable=frozenset(result.unreadable),
+                             absences=absences.load(conn, self.config.same_therapist(name)))
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))

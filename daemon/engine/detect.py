@@ -43,6 +43,7 @@ class Context:
     rules: Detection
     directory: Directory
     therapist_email: str
+    staff: frozenset[str] = frozenset()        # every [[therapists]] address (lower case): never a client
     unreadable: frozenset[str] = frozenset()   # UIDs present but damaged: kept as they were
     absences: tuple[tuple[datetime, datetime], ...] = ()   # out-of-office blocks known from the store
     events: dict[str, datetime | None] = field(default_factory=dict)   # UID → booked_at (set by reconcile)

@@ -10,15 +10,19 @@ outcome; patterns worth talking about together; and follow-ups that ended with t
 invitation to return given (it suggests documenting it: nothing more is ever sent, and
 never a discharge).
 
-Once a day at most: the day is claimed in the ``meta`` table (``digest_last``)
-before the hand-off, like a step, so a crash or a second replica never sends
-the same day's digest twice; a definite failure releases the claim.  Reports
-shown are marked ``notified`` and are not repeated.  Logs carry no client data.
+In a group practice (``[[therapists]]``) each therapist gets their own digest about the
+sessions of their calendars only; what belongs to no calendar (a paused channel, a broken
+template, the inbox) goes to the ``[practice]`` therapist.  Without ``[[therapists]]`` the one
+digest has everything, as before.
+
+Once a day per therapist at most: the day is claimed in the store (``daemon.store.digests``)
+before the hand-off, like a step, so a second replica never sends the same day's digest
+twice; a definite failure releases the claim, an interrupted one is taken over once (see
+there).  Reports shown are marked ``notified`` and are not repeated.  Logs carry no client data.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -30,15 +34,16 @@ from babel.dates import format_date, format_time
 from connectors.channels.base import Message
 from daemon.engine import digest_practice, patterns, safety
 from daemon.engine.context import CycleContext
-from daemon.engine.messages import message_id
+from daemon.engine.messages import message_id, step_token
 from daemon.engine.planning import rebooked
 from daemon.errors import ChannelError
 from daemon.rules import is_a_miss
+from daemon.config.therapists import Therapist
+from daemon.store import digests as claims
 from daemon.store import followups
-from daemon.store.tables import calendars, dt, meta, reports, sequences, steps, ts
+from daemon.store.tables import calendars, dt, reports, sequences, steps, ts
 
 log = logging.getLogger(__name__)
-KEY = "digest_last"
 ATTENTION = ("failed", "uncertain", "too_late", "paused", "ambiguous", "degraded", "template", "replied", "inbox")
 STANDING = ("template",)   # shown every day until resolved: the steps using it are held
 REPEAT_WINDOW = timedelta(days=60)
@@ -63,6 +68,32 @@ class Digest:
                     or self.patterns or self.invitations)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Whose digest: the calendars it covers (None: all, a practice without [[therapists]]) and
+    whether it carries what belongs to no calendar."""
+
+    calendars: frozenset[str] | None = None
+    practice_wide: bool = True
+
+    def owns(self, calendar: str | None) -> bool:
+        if self.calendars is None:
+            return True
+        return calendar in self.calendars if calendar else self.practice_wide
+
+    def rows(self, rows: Any) -> list[Any]:
+        """The rows (with a ``calendar``) of this digest's calendars."""
+        return [r for r in rows if self.calendars is None or r["calendar"] in self.calendars]
+
+
+def scope_of(ctx: CycleContext, therapist: Therapist) -> Scope:
+    config = ctx.config
+    if not config.therapists:
+        return Scope()
+    mine = frozenset(c.name for c in config.calendars if config.therapist_of(c.name).key == therapist.key)
+    return Scope(mine, therapist.key == config.practice_therapist.key)
+
+
 class _Fmt:
     """Local dates and times in the practice's locale."""
 
@@ -83,53 +114,66 @@ class _Fmt:
         return format_time(moment, "short", tzinfo=self.tz, locale=self.locale) if moment else "-"
 
 
-def last_digest(ctx: CycleContext) -> dict[str, Any]:
-    """The ``digest_last`` record: ``day`` (local ISO date), ``at`` (store time), ``state``."""
-    raw = ctx.store.get_meta(KEY)
-    try:
-        return json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
+def day_of(ctx: CycleContext, now: datetime) -> str:
+    """The practice's local date of ``now`` (what a digest day is)."""
+    return now.astimezone(ctx.config.practice.timezone).date().isoformat()
 
 
-def build_digest(ctx: CycleContext, now: datetime) -> Message | None:
-    """Today's digest for the therapist, or None when there is nothing to say."""
-    prepared = _prepare(ctx, now)
+def last_digest(ctx: CycleContext, therapist: Therapist | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """The therapist's previous digest (before today): ``day`` (local ISO date), ``at`` (store time), ``state``."""
+    t = therapist or ctx.config.practice_therapist
+    day = day_of(ctx, now or ctx.clock.now())
+    with ctx.store.transaction() as conn:
+        return claims.previous(conn, t.key, day, legacy=t.key == ctx.config.practice_therapist.key)
+
+
+def build_digest(ctx: CycleContext, now: datetime, therapist: Therapist | None = None) -> Message | None:
+    """Today's digest for the therapist (default: the [practice] one), or None when there is nothing to say."""
+    prepared = prepare(ctx, now, therapist or ctx.config.practice_therapist)
     return prepared[0] if prepared else None
 
 
-def _prepare(ctx: CycleContext, now: datetime) -> tuple[Message, Digest] | None:
-    found = collect(ctx, now, since=_since(ctx, now), last=dt(last_digest(ctx).get("at")))
+def prepare(ctx: CycleContext, now: datetime, therapist: Therapist, note: str = "") -> tuple[Message, Digest] | None:
+    """The therapist's digest and its sections, or None when there is nothing to say; ``note``
+    opens the text (a digest sent again)."""
+    previous = last_digest(ctx, therapist, now)
+    last = dt(previous.get("at"))
+    since = last if last is not None and last < now else now - timedelta(days=1)
+    found = collect(ctx, now, since=since, last=last, scope=scope_of(ctx, therapist))
     if found.empty():
         return None
+    if previous.get("state") in ("sending", "uncertain"):     # never silently lost: said the next day
+        found.attention.insert(0, f"DIGEST: your digest of {previous['day']} may not have reached you "
+                                  "(sending it was interrupted); its open calls and problems are listed again here")
     p = ctx.config.practice
     day = now.astimezone(p.timezone).date()
     title = format_date(day, "EEEE, MMMM d", locale=p.locale)
     step_id = f"digest-{day.isoformat()}"
-    message = Message(step_id=step_id, sequence_id="", audience="therapist", to_address=p.therapist_email,
-                      to_name=p.therapist, subject=f"welcomeback: your day, {title}", text=_text(found, title),
+    if ctx.config.therapists and therapist.key != ctx.config.practice_therapist.key:
+        step_id += "-" + step_token(therapist.key)[:8]      # each therapist's digest its own Message-ID
+    message = Message(step_id=step_id, sequence_id="", audience="therapist", to_address=therapist.email,
+                      to_name=therapist.name, subject=f"welcomeback: your day, {title}",
+                      text=(note + "\n\n" if note else "") + _text(found, title),
                       message_id=message_id(step_id, ctx.config.email.common.sender))
     return message, found
 
 
-def _since(ctx: CycleContext, now: datetime) -> datetime:
-    last = dt(last_digest(ctx).get("at"))
-    return last if last is not None and last < now else now - timedelta(days=1)
-
-
-def collect(ctx: CycleContext, now: datetime, *, since: datetime, last: datetime | None) -> Digest:
-    """Read every section from the store; ``last`` is the previous digest (None: the first)."""
+def collect(ctx: CycleContext, now: datetime, *, since: datetime, last: datetime | None,
+            scope: Scope | None = None) -> Digest:
+    """Read every section from the store; ``last`` is the previous digest (None: the first);
+    ``scope`` whose digest it is (default: everything)."""
     found = Digest()
     fmt = _Fmt(ctx)
+    scope = scope or Scope()
     with ctx.store.transaction() as conn:
         if ctx.phone.medium != "sms":
-            found.calls = _calls(ctx, conn, now, fmt)
-        found.sent = _sent(ctx, conn, now, since, fmt)
-        found.attention += digest_practice.attention(ctx, conn, fmt)
-        _reports(ctx, conn, found, fmt)
-        found.repeats = _repeats(ctx, conn, now, last)
-        found.patterns = digest_practice.patterns_since(ctx, conn, since, now)
-        found.invitations = digest_practice.invitations(ctx, conn, since, now, fmt)
+            found.calls = _calls(ctx, conn, now, fmt, scope)
+        found.sent = _sent(ctx, conn, now, since, fmt, scope)
+        found.attention += digest_practice.attention(ctx, conn, fmt, scope)
+        _reports(ctx, conn, found, fmt, scope)
+        found.repeats = _repeats(ctx, conn, now, last, scope)
+        found.patterns = digest_practice.patterns_since(ctx, conn, since, now, scope)
+        found.invitations = digest_practice.invitations(ctx, conn, since, now, fmt, scope)
     return found
 
 
@@ -137,13 +181,13 @@ def _client(ctx: CycleContext, row: Any) -> Any:
     return ctx.client_of(row["client_id"], row["client_name"], row["client_email"])
 
 
-def _calls(ctx: CycleContext, conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
+def _calls(ctx: CycleContext, conn: Any, now: datetime, fmt: _Fmt, scope: Scope) -> list[str]:
     tz = ctx.config.practice.timezone
     day = now.astimezone(tz).date()
     start = datetime.combine(day, time(0), tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
     window = ctx.config.detection.rebook_window.approx
-    rows = [r for r in followups.all_steps(conn) if r["channel"] == "phone" and r["due_at"] < ts(end)
+    rows = [r for r in scope.rows(followups.all_steps(conn)) if r["channel"] == "phone" and r["due_at"] < ts(end)
             and ((r["state"] == "planned" and not rebooked(conn, r, window))
                  or (r["state"] == "sent" and r["due_at"] >= ts(start)))]
     out = []
@@ -158,8 +202,8 @@ def _calls(ctx: CycleContext, conn: Any, now: datetime, fmt: _Fmt) -> list[str]:
     return out
 
 
-def _sent(ctx: CycleContext, conn: Any, now: datetime, since: datetime, fmt: _Fmt) -> list[str]:
-    rows = [r for r in followups.all_steps(conn)
+def _sent(ctx: CycleContext, conn: Any, now: datetime, since: datetime, fmt: _Fmt, scope: Scope) -> list[str]:
+    rows = [r for r in scope.rows(followups.all_steps(conn))
             if r["state"] == "sent" and (ts(since) or "") < (r["finished_at"] or "") <= (ts(now) or "")]
     return [f"{_client(ctx, r).name}: {_what(ctx, r)} (step {r['n']}), {fmt.when(r['finished_at'])}"
             for r in sorted(rows, key=lambda r: r["finished_at"])]
@@ -171,15 +215,17 @@ def _what(ctx: CycleContext, row: Any) -> str:
     return {"sms": "text message", "call-task": "call task"}.get(ctx.phone.medium, "phone step")
 
 
-def _reports(ctx: CycleContext, conn: Any, found: Digest, fmt: _Fmt) -> None:
+def _reports(ctx: CycleContext, conn: Any, found: Digest, fmt: _Fmt, scope: Scope) -> None:
     rows = conn.execute(sa.select(reports).where(reports.c.kind.in_(ATTENTION), sa.or_(
         reports.c.notified.is_(False), reports.c.kind.in_(STANDING)))
                         .order_by(reports.c.at, reports.c.id)).mappings().all()
+    rows = [r for r in rows if scope.calendars is None or scope.owns(_report_calendar(conn, r))]
     for r in rows:
         found.report_ids.append(r["id"])
         if r["kind"] != "degraded":
             found.attention.append(_attention_line(ctx, conn, r, fmt))
-    now_degraded = conn.execute(sa.select(calendars).where(calendars.c.degraded.is_not(None))).mappings().all()
+    now_degraded = [c for c in conn.execute(sa.select(calendars).where(calendars.c.degraded.is_not(None)))
+                    .mappings().all() if scope.owns(c["name"])]
     for c in now_degraded:
         found.calendars.append(f"{c['name']}: degraded since {fmt.when(c['degraded_since'])}: {c['degraded']}")
     named = {c["name"] for c in now_degraded}
@@ -188,6 +234,14 @@ def _reports(ctx: CycleContext, conn: Any, found: Digest, fmt: _Fmt) -> None:
             named.add(r["calendar"])
             found.calendars.append(f"{r['calendar']}: was degraded at {fmt.when(r['at'])}: {r['detail']} "
                                    "(healthy again now)")
+
+
+def _report_calendar(conn: Any, report: Any) -> str:
+    """The calendar a report is about: its own, or its step's ("" for the practice as a whole)."""
+    if report["calendar"]:
+        return str(report["calendar"])
+    step = followups.step_row(conn, report["ref"]) if report["ref"] else None
+    return str(step["calendar"]) if step is not None else ""
 
 
 def _attention_line(ctx: CycleContext, conn: Any, report: Any, fmt: _Fmt) -> str:
@@ -210,7 +264,7 @@ def _attention_line(ctx: CycleContext, conn: Any, report: Any, fmt: _Fmt) -> str
     return f"{kind}: {_client(ctx, step).name}: {_what(ctx, step)} (step {step['n']}) - {reason}"
 
 
-def _misses(conn: Any, now: datetime) -> dict[str, tuple[int, str]]:
+def _misses(conn: Any, now: datetime, scope: Scope) -> dict[str, tuple[int, str]]:
     """Client id → (missed sessions in 60 days, when the latest was noticed); one per session,
     whatever its triggers, counting only what ``rules.is_a_miss`` calls a miss."""
     followed = sa.select(steps.c.id).where(steps.c.sequence_id == sequences.c.id).exists()
@@ -220,18 +274,18 @@ def _misses(conn: Any, now: datetime) -> dict[str, tuple[int, str]]:
                         ).mappings().all()
     sessions: dict[str, set[tuple[str, str]]] = {}
     latest: dict[str, str] = {}
-    for r in rows:
+    for r in scope.rows(rows):
         if is_a_miss(r["closed_reason"], bool(r["followed"])):
             sessions.setdefault(r["client_id"], set()).add((r["calendar"], r["session_key"]))
             latest[r["client_id"]] = max(latest.get(r["client_id"], ""), r["detected_at"])
     return {c: (len(found), latest[c]) for c, found in sessions.items() if len(found) >= 2}
 
 
-def _repeats(ctx: CycleContext, conn: Any, now: datetime, last: datetime | None) -> list[str]:
+def _repeats(ctx: CycleContext, conn: Any, now: datetime, last: datetime | None, scope: Scope) -> list[str]:
     """Clients with two or more misses in 60 days: all in the first digest, later only
     those who missed again since the previous one."""
     out = []
-    for client_id, (count, latest) in sorted(_misses(conn, now).items()):
+    for client_id, (count, latest) in sorted(_misses(conn, now, scope).items()):
         if last is None or latest > (ts(last) or ""):
             latest_row = conn.execute(sa.select(sequences).where(sequences.c.client_id == client_id)
                                       .order_by(sequences.c.detected_at.desc())).mappings().first()
@@ -254,50 +308,8 @@ def _text(found: Digest, title: str) -> str:
 
 
 def send_digest(ctx: CycleContext) -> bool:
-    """Send today's digest once; True when it was handed to the email channel."""
-    if not ctx.config.digest.enabled or not ctx.is_dispatcher:
-        return False
-    now = ctx.clock.now()
-    day = now.astimezone(ctx.config.practice.timezone).date().isoformat()
-    raw = ctx.store.get_meta(KEY)
-    if last_digest(ctx).get("day") == day:
-        return False
-    prepared = _prepare(ctx, now)
-    if prepared is None:
-        log.info("digest %s: nothing to report", day)
-        return False
-    claim = json.dumps({"day": day, "at": ts(now), "state": "sending"})
-    if not _swap(ctx, raw, claim):
-        return False
-    message, found = prepared
-    try:
-        ctx.email.send(message)
-    except ChannelError as exc:
-        log.warning("digest %s not sent (%s): %s", day, exc.outcome, exc.reason)
-        if exc.outcome != "uncertain":
-            _swap(ctx, claim, raw)       # definitely not delivered: a later run may try again
-        return False
-    except Exception as exc:  # it may have gone out: keep the claim, never send twice
-        log.error("digest %s: unexpected %s during hand-off", day, type(exc).__name__)
-        return False
-    with ctx.store.transaction() as conn:
-        conn.execute(meta.update().where(meta.c.key == KEY).values(value=claim.replace('"sending"', '"sent"')))
-        if found.report_ids:
-            conn.execute(reports.update().where(reports.c.id.in_(found.report_ids)).values(notified=True))
-    log.info("digest %s sent (%d report(s) marked notified)", day, len(found.report_ids))
-    return True
+    """Send today's digest to each therapist once; True when one was handed to the email
+    channel (daemon.engine.digest_send)."""
+    from daemon.engine.digest_send import send_all
 
-
-def _swap(ctx: CycleContext, old: str | None, new: str | None) -> bool:
-    """Compare-and-set ``digest_last``: True when the value was still ``old``."""
-    try:
-        with ctx.store.transaction() as conn:
-            if old is None:
-                conn.execute(meta.insert().values(key=KEY, value=new))
-                return True
-            if new is None:
-                return conn.execute(meta.delete().where(meta.c.key == KEY, meta.c.value == old)).rowcount == 1
-            return conn.execute(meta.update().where(meta.c.key == KEY, meta.c.value == old)
-                                .values(value=new)).rowcount == 1
-    except sa.exc.IntegrityError:   # another process claimed the day first
-        return False
+    return send_all(ctx)

@@ -19,27 +19,28 @@ def _client(ctx: CycleContext, row: Any) -> Any:
     return ctx.client_of(row["client_id"], row["client_name"], row["client_email"])
 
 
-def attention(ctx: CycleContext, conn: Any, fmt: Any) -> list[str]:
-    """Held bursts and safety follow-ups still waiting for the therapist's outcome."""
+def attention(ctx: CycleContext, conn: Any, fmt: Any, scope: Any) -> list[str]:
+    """Held bursts and safety follow-ups still waiting for the therapist's outcome (of the
+    digest's calendars, ``scope``)."""
     out = []
-    held = bursts.held_sequences(conn)
+    held = scope.rows(bursts.held_sequences(conn))
     if held:
         names = ", ".join(_client(ctx, r).name for r in held)
         out.append(f"BURST: {len(held)} clients' cancellations came in at once ({names}); nothing was sent. "
                    "If they cancelled: welcomeback confirm --all (or one name); if you cancelled them: "
                    "welcomeback dismiss --all (or one name)")
-    for r in safety.awaiting_outcome(conn):
+    for r in scope.rows(safety.awaiting_outcome(conn)):
         out.append(f"SAFETY: {_client(ctx, r).name} did not come on {fmt.when(r['session_start'])} and has a "
                    f"safety concern; no outcome recorded yet. Record it: welcomeback reached \"{_client(ctx, r).name}\"")
     return out
 
 
-def patterns_since(ctx: CycleContext, conn: Any, since: datetime, now: datetime) -> list[str]:
+def patterns_since(ctx: CycleContext, conn: Any, since: datetime, now: datetime, scope: Any) -> list[str]:
     """Follow-ups still open, or noticed since the last digest, that make a pattern."""
     rows = conn.execute(sa.select(sequences).where(sequences.c.client_id != "", sequences.c.trigger.in_(
         patterns.COUNTED)).order_by(sequences.c.detected_at)).mappings().all()
     out: dict[str, str] = {}
-    for r in rows:
+    for r in scope.rows(rows):
         if r["closed_at"] is None or (ts(since) or "") < r["detected_at"] <= (ts(now) or ""):
             line = patterns.note(conn, ctx.config, r)
             if line:
@@ -47,7 +48,7 @@ def patterns_since(ctx: CycleContext, conn: Any, since: datetime, now: datetime)
     return sorted(out.values())
 
 
-def invitations(ctx: CycleContext, conn: Any, since: datetime, now: datetime, fmt: Any) -> list[str]:
+def invitations(ctx: CycleContext, conn: Any, since: datetime, now: datetime, fmt: Any, scope: Any) -> list[str]:
     """Follow-ups that ended with every step sent and no answer: the invitation was given."""
     rows = conn.execute(sa.select(audit.c.sequence_id, audit.c.at).where(
         audit.c.event == "invitation_given", audit.c.at > ts(since), audit.c.at <= ts(now))
@@ -55,7 +56,7 @@ def invitations(ctx: CycleContext, conn: Any, since: datetime, now: datetime, fm
     out = []
     for seq_id, at in rows:
         s = followups.sequence(conn, seq_id)
-        if s is not None:
+        if s is not None and scope.owns(s["calendar"]):
             out.append(f"{_client(ctx, s).name}: the invitation to return was given ({fmt.when(at)}) and "
                        "welcomeback sends nothing more. You may want to document it in your notes.")
     return out

@@ -36,10 +36,12 @@ def word_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![\w])(?:" + "|".join(parts) + r")(?![\w])", re.IGNORECASE)
 
 
-def identify(occ: Occurrence, directory: Directory, therapist_email: str) -> tuple[Client | None, str]:
-    """The one client of a session, or (None, why it is ambiguous), or (None, "")."""
+def identify(occ: Occurrence, directory: Directory, therapist_email: str,
+             staff: frozenset[str] = frozenset()) -> tuple[Client | None, str]:
+    """The one client of a session, or (None, why it is ambiguous), or (None, "").  ``staff``:
+    the other therapists' addresses (a group practice), never taken for the client either."""
     therapist = therapist_email.lower()
-    people = [a for a in occ.attendees if a.email and a.email.lower() != therapist]
+    people = [a for a in occ.attendees if a.email and a.email.lower() != therapist and a.email.lower() not in staff]
     protected = directory.rejected_naming(emails=[a.email for a in people],
                                           texts=[occ.summary, *(a.name for a in people if a.name)])
     if protected is not None:
@@ -67,7 +69,7 @@ def identify(occ: Occurrence, directory: Directory, therapist_email: str) -> tup
     if not found:
         return None, ""
     client = next(iter(found.values()))
-    if client.email and client.email.lower() == therapist:
+    if client.email and (client.email.lower() == therapist or client.email.lower() in staff):
         return None, "the client's address is the therapist's own"
     protected = directory.rejected_protecting(client)
     if protected is not None:
@@ -103,10 +105,11 @@ def classify(occ: Occurrence, ctx: Context) -> Classified | None:
 
 def _identified(occ: Occurrence, ctx: Context) -> tuple[Client | None, str]:
     """:func:`identify`, once per distinct (title, attendees) in one reconcile, not per occurrence."""
-    pair = (id(ctx.directory), ctx.therapist_email, occ.summary, tuple((a.email, a.name) for a in occ.attendees))
+    pair = (id(ctx.directory), ctx.therapist_email, ctx.staff, occ.summary,
+            tuple((a.email, a.name) for a in occ.attendees))
     known = ctx.identities.get(pair)
     if known is None:
-        known = ctx.identities[pair] = identify(occ, ctx.directory, ctx.therapist_email)
+        known = ctx.identities[pair] = identify(occ, ctx.directory, ctx.therapist_email, ctx.staff)
     return known
 
 

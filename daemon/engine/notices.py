@@ -42,7 +42,8 @@ def for_sequence(conn: Any, sequence_id: str) -> list[Any]:
 
 
 def send_due(ctx: CycleContext, counts: dict[str, int]) -> dict[str, int]:
-    """Send every notice that is due; returns ``counts`` with ``notice`` added."""
+    """Send every notice that is due, and a digest interrupted earlier today; returns ``counts``
+    with ``notice`` added."""
     now = ctx.clock.now()
     with ctx.store.transaction() as conn:
         due = [r[0] for r in conn.execute(sa.select(notices.c.id).where(
@@ -53,6 +54,10 @@ def send_due(ctx: CycleContext, counts: dict[str, int]) -> dict[str, int]:
         outcome = _one(ctx, notice_id, now)
         if outcome:
             counts[f"notice {outcome}"] = counts.get(f"notice {outcome}", 0) + 1
+    from daemon.engine.digest_send import resume
+
+    if not ctx.stopping.is_set() and resume(ctx):     # a digest whose hand-off was interrupted
+        counts["digest resent"] = counts.get("digest resent", 0) + 1
     return counts
 
 
@@ -107,7 +112,7 @@ def build(ctx: CycleContext, conn: Any, row: Any) -> Message:
     """The message of one notice, addressed to the therapist; raises TemplateError."""
     from daemon.engine import safety
 
-    p = ctx.config.practice
+    therapist = ctx.config.therapist_of(calendar_of_notice(conn, row))
     if row["kind"] == "reschedule":
         subject, text = reschedule_text(ctx, conn, json.loads(row["refs"] or "[]"))
     elif row["kind"] == "safety_call":
@@ -115,8 +120,15 @@ def build(ctx: CycleContext, conn: Any, row: Any) -> Message:
     else:
         subject, text = safety.alert_text(ctx, conn, row["sequence_id"])
     return Message(step_id=row["id"], sequence_id=row["sequence_id"] or "", audience="therapist",
-                   to_address=p.therapist_email, to_name=p.therapist, subject=subject, text=text,
+                   to_address=therapist.email, to_name=therapist.name, subject=subject, text=text,
                    message_id=message_id(row["id"], ctx.config.email.common.sender), due_at=dt(row["due_at"]))
+
+
+def calendar_of_notice(conn: Any, row: Any) -> str:
+    """The calendar a notice is about (its sequence's, or its first listed one's): whose it is."""
+    refs = [row["sequence_id"]] if row["sequence_id"] else json.loads(row["refs"] or "[]")
+    s = followups.sequence(conn, refs[0]) if refs else None
+    return s["calendar"] if s is not None else ""
 
 
 def reschedule_text(ctx: CycleContext, conn: Any, sequence_ids: list[str]) -> tuple[str, str]:

@@ -83,7 +83,8 @@ def start_follow_up(ctx: CycleContext, conn: Any, trigger: Trigger, now: datetim
 
 
 def _why_not(ctx: CycleContext, conn: Any, trigger: Trigger, seq: str) -> str | None:
-    if trigger.kind in CANCELS and (trigger.by_therapist or _in_absence(conn, trigger.calendar, trigger.session_key)):
+    if trigger.kind in CANCELS and (trigger.by_therapist or _in_absence(ctx, conn, trigger.calendar,
+                                                                        trigger.session_key)):
         return "therapist_cancelled"
     if trigger.ambiguous or not trigger.client_id:
         return "ambiguous"
@@ -133,10 +134,12 @@ def _already_received(ctx: CycleContext, conn: Any, trigger: Trigger, planned: l
     return {p.n: ALREADY_SENT for p in planned if p.n in received and p.channel in facing}
 
 
-def _in_absence(conn: Any, calendar: str, key: str) -> bool:
-    """Whether the session lies inside an out-of-office block known on any calendar."""
+def _in_absence(ctx: CycleContext, conn: Any, calendar: str, key: str) -> bool:
+    """Whether the session lies inside an out-of-office block known on any calendar of its therapist."""
     session = session_store.get(conn, calendar, key)
-    return session is not None and absences.overlapping(conn, session.start, session.end)
+    return session is not None and absences.overlapping(conn, session.start, session.end,
+                                                        ctx.config.same_therapist(calendar))
+
 
 
 def review(ctx: CycleContext, conn: Any, calendar: str, now: datetime, theirs: list[str] | None = None) -> int:
@@ -148,7 +151,8 @@ def review(ctx: CycleContext, conn: Any, calendar: str, now: datetime, theirs: l
     for row in followups.open_on_calendar(conn, calendar):
         missed = followups.missed_of(row)
         session = session_store.get(conn, calendar, row["session_key"])
-        if missed.kind in CANCELS and session is not None and absences.overlapping(conn, session.start, session.end):
+        if missed.kind in CANCELS and session is not None and absences.overlapping(
+                conn, session.start, session.end, ctx.config.same_therapist(calendar)):
             followups.stop(conn, row["id"], "therapist_cancelled", now)
             ctx.store.audit(conn, now, "therapist_cancelled", sequence_id=row["id"], detail="out_of_office")
             log.info("follow-up %s: the session lies in an out-of-office block; closed as the therapist's", row["id"])

@@ -101,8 +101,9 @@ class Recheck:
         assert went is not None and was_due is not None and start is not None
         if went - was_due <= ON_TIME:
             return False
-        p = self.config.practice
-        earliest = p.working_hours.next_open(went + gap_before(self.config, start, step["n"]), p.timezone)
+        hours = self.config.therapist_of(step["calendar"]).working_hours
+        earliest = hours.next_open(went + gap_before(self.config, start, step["n"], calendar=step["calendar"]),
+                                   self.config.practice.timezone)
         if now >= earliest:
             return False
         followups.postpone(conn, step["id"], earliest)

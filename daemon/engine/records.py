@@ -44,6 +44,16 @@ def step_records(engine: Any) -> list[dict[str, Any]]:
                     "trigger": r["trigger"], "step": r["n"], "channel": r["channel"],
                     "due_at": _local(r["due_at"], tz), "state": state, "reason": reason,
                     "detail": detail, "sequence": r["sequence_id"], "id": r["id"], "calendar": r["calendar"],
+                    "therapist": engine.config.therapist_of(r["calendar"]).name,
                     "sent_at": _local(r["finished_at"], tz) if r["state"] == "sent" else None,
                     "pattern": pattern[r["sequence_id"]]})
     return out
+
+
+def of_therapist(config: Any, records: list[dict[str, Any]], who: str | None) -> list[dict[str, Any]]:
+    """The records of one therapist's sessions (``who``: their email, any case; None or "": all),
+    e.g. the console's *Today* per therapist; ``config.all_therapists()`` lists whom to offer."""
+    if not who:
+        return records
+    key = who.strip().lower()
+    return [r for r in records if config.therapist_of(r["calendar"]).key == key]

@@ -51,7 +51,8 @@ def adjust(ctx: CycleContext, conn: Any, trigger: Trigger, client: Client, plann
     else:
         notices.create(conn, f"{seq}-urgent", "safety_call", now, now, sequence_id=seq)
     notices.create(conn, f"{seq}-alert", "safety_alert", now,
-                   end_of_working_day(ctx.config.practice.working_hours, now, ctx.config.practice.timezone),
+                   end_of_working_day(ctx.config.therapist_of(trigger.calendar).working_hours, now,
+                                      ctx.config.practice.timezone),
                    sequence_id=seq)
     log.warning("follow-up %s: a client with a safety concern missed a session; urgent call task now", seq)
     return out
@@ -108,7 +109,7 @@ def call_task(ctx: CycleContext, conn: Any, seq_id: str, notice_id: str) -> Mess
     s = followups.sequence(conn, seq_id)
     client = ctx.client_of(s["client_id"], s["client_name"], s["client_email"])
     step = {"id": notice_id, "sequence_id": seq_id, "session_start": s["session_start"], "due_at": s["detected_at"],
-            "trigger": s["trigger"], "template": TEMPLATE}
+            "trigger": s["trigger"], "template": TEMPLATE, "calendar": s["calendar"]}
     return messages.build_for(step, client, "call-task", ctx.config, ctx.templates)
 
 

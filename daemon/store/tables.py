@@ -179,6 +179,17 @@ inbox_seen = sa.Table(
 )
 
 
+digests = sa.Table(
+    "digests", metadata,                       # each therapist's digest day, claimed before it is sent
+    sa.Column("therapist", sa.String(320), primary_key=True),   # the therapist's email, lower case
+    sa.Column("day", sa.String(10), primary_key=True),          # the practice's local ISO date
+    sa.Column("state", sa.String(20), nullable=False),          # sending | sent | uncertain
+    sa.Column("claimed_by", sa.String(80), nullable=False),
+    sa.Column("claimed_at", sa.String(40), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=1),
+)
+
+
 def ts(value: datetime | None) -> str | None:
     """A sortable UTC text form of an aware datetime."""
     if value is None:

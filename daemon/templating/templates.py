@@ -72,9 +72,25 @@ class Source:
 class Templates:
     """Finds, validates and renders the templates of one configuration."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, own: Path | None = None) -> None:
         self.folder = folder
+        self.own = own               # a therapist's own wording, searched before ``folder``
         self.env = environment()
+        self._theirs: dict[Path, Templates] = {}
+
+    def with_own(self, folder: Path | None) -> Templates:
+        """These templates with a therapist's own ``folder`` searched first (the same object
+        without one); one object per folder, so its environment is built once."""
+        if folder is None:
+            return self
+        if folder not in self._theirs:
+            self._theirs[folder] = Templates(self.folder, own=folder)
+        return self._theirs[folder]
+
+    @property
+    def folders(self) -> list[Path]:
+        """The therapist's own folder (if any), then the practice's."""
+        return [self.own, self.folder] if self.own is not None else [self.folder]
 
     def locate(self, name: str, language: str = "") -> Source:
         """The files of template ``name`` (in ``language`` where such a template exists).
@@ -85,7 +101,8 @@ class Templates:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
             raise TemplateError(f"'{name}' is not a template name (letters, digits, _ and -)")
         stems = [*(f"{name}.{tag}" for tag in language_candidates(language)), name]
-        order = [(self.folder, "yours", stem) for stem in stems] + [(defaults_dir(), "default", stem) for stem in stems]
+        order = [(folder, "yours", stem) for folder in self.folders for stem in stems] + \
+            [(defaults_dir(), "default", stem) for stem in stems]
         for base, origin, stem in order:
             text, html = base.joinpath(f"{stem}.txt"), base.joinpath(f"{stem}.html")
             try:
@@ -94,12 +111,13 @@ class Templates:
             except OSError as exc:    # e.g. a folder this user may not enter
                 raise TemplateError(f"{base}: cannot read the templates folder: "
                                     f"{exc.strerror or type(exc).__name__}") from None
-        raise TemplateError(f"template '{name}' not found: looked for {name}.txt in {self.folder} "
+        raise TemplateError(f"template '{name}' not found: looked for {name}.txt in "
+                            f"{' and '.join(map(str, self.folders))} "
                             f"and in the packaged defaults ({defaults_dir()})")
 
     def names(self) -> list[str]:
         found: set[str] = set()
-        for base in (defaults_dir(), self.folder):
+        for base in (defaults_dir(), *self.folders):
             try:
                 if base.is_dir():
                     found |= {item.name[:-len(".txt")] for item in base.iterdir()
@@ -127,7 +145,7 @@ class Templates:
     def languages(self, name: str) -> list[str]:
         """The language tags template ``name`` has its own files for (either folder)."""
         found: set[str] = set()
-        for base in (defaults_dir(), self.folder):
+        for base in (defaults_dir(), *self.folders):
             try:
                 if base.is_dir():
                     found |= {item.name[len(name) + 1:-len(".txt")] for item in base.iterdir()
