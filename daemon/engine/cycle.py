@@ -28,7 +28,7 @@ from daemon.client_files import load_directory
 from daemon.clients import Directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
-from daemon.engine import absences, detect, hearing
+from daemon.engine import absences, choices, detect, hearing
 from daemon.engine.context import CycleContext
 from daemon.engine.health import CycleReport, Health, PollResult
 from daemon.engine.places import state_dir, store_url
@@ -187,7 +187,8 @@ class Engine:
         ctx = detect.Context(calendar=name, now=now, window=window, baseline=row["first_seen_at"] is None,
                              first_seen_at=first_seen, prev_poll_at=last_poll, rules=self.config.detection,
                              directory=self.directory, therapist_email=self.config.practice.therapist_email,
-                             unreadable=frozenset(result.unreadable), absences=absences.load(conn))
+                             unreadable=frozenset(result.unreadable), absences=absences.load(conn),
+                             chosen=choices.load(conn, name))
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))

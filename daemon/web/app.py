@@ -18,7 +18,7 @@ from flask import Flask, abort, flash, g, redirect, render_template, request, se
 from daemon.engine import actions
 from daemon.engine.records import step_records
 from daemon.errors import UserError
-from daemon.store.tables import calendars, dt, sequences, sessions
+from daemon.store.tables import calendars, dt, sequences
 from daemon.web import security
 
 log = logging.getLogger(__name__)
@@ -170,22 +170,6 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
         flash(f"Step {step_id}: {outcome}.")
         return redirect(url_for("followups_page"))
 
-    @app.get("/attention")
-    def attention() -> Any:
-        with engine.store.transaction() as conn:
-            ambiguous = conn.execute(sa.select(sessions.c.calendar, sessions.c.key, sessions.c.start,
-                                               sessions.c.ambiguous)
-                                     .where(sessions.c.ambiguous != "")).mappings().all()
-            degraded = conn.execute(sa.select(calendars).where(calendars.c.degraded.is_not(None))).mappings().all()
-            from daemon.engine import bursts
-
-            held = [{"client_id": r["client_id"], "session_start": r["session_start"], "trigger": r["trigger"],
-                     "client": engine.client_of(r["client_id"], r["client_name"], r["client_email"]).name}
-                    for r in bursts.held_sequences(conn)]
-        records = [r for r in step_records(engine) if r["state"] in ("uncertain", "failed", "held")]
-        return render_template("attention.html", ambiguous=ambiguous, degraded=degraded, records=records,
-                               held=held)
-
     @app.get("/clients")
     def clients_page() -> Any:
         q = request.args.get("q", "").strip().casefold()
@@ -254,23 +238,9 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
         svg = report.chart_svg(series, f"Missed and cancelled sessions, {series[0][0]} to {month}")
         return svg, 200, {"Content-Type": "image/svg+xml"}
 
-    @app.post("/bursts/<what>")
-    def burst(what: str) -> Any:
-        from daemon.engine import bursts
+    from daemon.web import attention, template_pages
 
-        client_id = request.form.get("client") or None
-        if what == "confirm":
-            n = bursts.confirm(engine.store, client_id, now(), by=_by())
-            flash(f"Confirmed: {n} follow-up(s) go ahead.")
-        elif what == "dismiss":
-            n = bursts.dismiss(engine.store, client_id, now(), by=_by())
-            flash(f"Noted as your own cancellations: {n} follow-up(s) closed, nothing is sent.")
-        else:
-            abort(404)
-        return redirect(url_for("attention"))
-
-    from daemon.web import template_pages
-
+    attention.register(app, engine, _by)
     template_pages.register(app, engine, _by)
     return app
 
