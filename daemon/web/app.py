@@ -7,7 +7,7 @@ session's CSRF token.  The clock is the engine's (tests drive it).  URLs carry i
 from __future__ import annotations
 
 import logging
-import time
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -30,14 +30,16 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 
 
 def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(minutes=30),
-               secure_cookie: bool = False, monotonic: Callable[[], float] = time.monotonic) -> Flask:
-    """The console over ``engine`` (its store, directory, templates and clock)."""
+               secure_cookie: bool = False, seconds: Callable[[], float] | None = None) -> Flask:
+    """The console over ``engine`` (its store, directory, templates and clock; ``seconds``: the
+    sign-in limit's clock, default the engine's)."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY=security.new_token(), SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=secure_cookie,
                       SESSION_COOKIE_NAME="welcomeback", PERMANENT_SESSION_LIFETIME=idle_timeout,
                       MAX_CONTENT_LENGTH=256 * 1024)
-    limit = security.RateLimit()
+    limit = security.SignInLimit()
+    clock = seconds or (lambda: float(engine.clock.now().timestamp()))
     live: dict[str, float] = {}   # session id -> last seen (engine clock, epoch seconds)
 
     def now() -> Any:
@@ -95,10 +97,14 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
     def login() -> Any:
         error = ""
         if request.method == "POST":
-            if not limit.allowed(monotonic()):
-                return render_template("login.html", error="Too many attempts; wait a few minutes."), 429
+            address = request.remote_addr or ""
+            wait = limit.wait(address, clock())
+            if wait > 0:
+                retry = max(1, math.ceil(wait))
+                return render_template("login.html", error=f"Too many attempts; wait {_minutes(retry)} and try again."), \
+                    429, {"Retry-After": str(retry)}
             if security.check_password(state, request.form.get("password", "")):
-                limit.reset()
+                limit.succeeded(address)
                 session.clear()   # a new session id and a new token after sign-in
                 sid = security.new_token()
                 live[sid] = now().timestamp()
@@ -106,7 +112,7 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
                 session.permanent = True
                 log.info("console: signed in")
                 return redirect(url_for("today"))
-            limit.failed(monotonic())
+            limit.failed(address, clock())
             error = "That password is not right." if security.password_path(state).exists() else \
                 "No password is set yet: run 'welcomeback web set-password' on the server."
         return render_template("login.html", error=error), (401 if error else 200)
@@ -243,6 +249,10 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
     attention.register(app, engine, _by)
     template_pages.register(app, engine, _by)
     return app
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds} seconds" if seconds < 90 else f"{math.ceil(seconds / 60)} minutes"
 
 
 def _by() -> str:
