@@ -56,6 +56,7 @@ def choose(practice, client_index_email: str, now=local(2026, 11, 3, 12)):
         radios = re.findall(r'<input type="radio" name="client" value="([^"]+)" id="([^"]+)"', form)
         labels = dict(re.findall(r'<label for="([^"]+)">([^<]+)</label>', form))
         assert len(radios) == 2 and all("Chris Park" in labels[i] for _, i in radios)
+        assert "main · Tue 03 Nov 2026, 10:00" in page and "the title matches several clients." in page   # local time
         chosen = next(v for v, i in radios if client_index_email in labels[i])
         hidden = dict(re.findall(r'<input type="hidden" name="(calendar|uid)" value="([^"]+)">', form))
         resp = client.post("/attention/choose", data={"csrf": token, "client": chosen, **hidden},
@@ -73,6 +74,7 @@ def test_the_choice_is_offered_checked_and_remembered(tmp_path, capsys):
     page = resp.get_data(as_text=True)
     assert resp.status_code == 200 and "Remembered: this appointment is with Chris Park; 1 follow-up(s) started." in page
     assert "Who is this appointment with?" not in page           # no longer waiting
+    assert "Tue 03 Nov 2026, 10:00" not in client.get("/attention").get_data(as_text=True)
     assert store_rows(practice, event_choices) and store_rows(practice, event_choices)[0]["client_id"] == chosen
     assert {r["client_id"] for r in store_rows(practice, sequences)} == {chosen}
     assert [s["state"] for s in practice.status(capsys)] == ["planned", "planned"]

@@ -266,9 +266,14 @@ def dt_of(value: str | None) -> Any:
 
 
 def _local_fn(engine: Any) -> Callable[[str | None], str]:
+    """A stored time (UTC text, or already the practice's local time) on the practice's clock."""
     def local(value: str | None) -> str:
         moment = dt_of(value)
-        return moment.strftime("%a %d %b %Y, %H:%M") if moment else ""
+        if moment is None:
+            return ""
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(engine.config.practice.timezone)
+        return moment.strftime("%a %d %b %Y, %H:%M")
     return local
 
 
