@@ -97,3 +97,33 @@ def test_the_console_serves_https_and_the_session_cookie_is_secure(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_forwarded_https_is_believed_from_the_trusted_proxy_only():
+    from daemon.web.serve import _FromProxy
+
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ["wsgi.url_scheme"])
+        return []
+
+    wrapped = _FromProxy(app, "10.0.0.5")
+    for addr in ("10.0.0.5", "10.0.0.6"):
+        wrapped({"wsgi.url_scheme": "http", "REMOTE_ADDR": addr, "HTTP_X_FORWARDED_PROTO": "https"}, None)
+    wrapped({"wsgi.url_scheme": "http", "REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_PROTO": "gopher"}, None)
+    assert seen == ["https", "http", "http"]
+
+
+def test_a_public_address_is_accepted_with_tls_and_refused_with_half_of_it():
+    from types import SimpleNamespace
+
+    from daemon.errors import UserError
+    from daemon.web.serve import Listen, check_exposure
+
+    public = Listen("0.0.0.0", 8765)
+    check_exposure(public, SimpleNamespace(tls_cert="c.pem", tls_key="k.pem", trusted_proxy=None))
+    with pytest.raises(UserError, match="tls_key is not"):
+        check_exposure(public, SimpleNamespace(tls_cert="c.pem", tls_key=None, trusted_proxy=None))
+    with pytest.raises(UserError, match="reachable from other machines"):
+        check_exposure(public, SimpleNamespace(tls_cert=None, tls_key=None, trusted_proxy=None))
