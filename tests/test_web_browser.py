@@ -260,3 +260,18 @@ def test_the_choice_for_an_ambiguous_appointment_by_keyboard(browser, site, caps
     browser.find_element(*by("XPATH", "//button[text()='This is the client']")).send_keys(Keys.ENTER)
     wait_for(browser, lambda d: "Remembered: this appointment is with Chris Park" in d.find_element(*by("CSS_SELECTOR", ".note")).text)
     assert "Chris Park" in {s["client"] for s in site.practice.status(capsys)}
+
+
+def test_the_live_preview_follows_the_client_chosen_in_the_select(browser, site):
+    from selenium.webdriver.support.ui import Select
+
+    sign_in(browser, site)
+    browser.get(site.base + "/templates/email_followup")
+    area = browser.find_element(*by("ID", "text"))
+    area.clear()
+    area.send_keys("Subject: Hello\n\nDear {{ client_first_name }}.\n")
+    wait_for(browser, lambda d: d.find_element(*by("ID", "body")).text == "Dear Sam.")
+    Select(browser.find_element(*by("ID", "client"))).select_by_visible_text("Jane Doe (jane.doe@example.com)")
+    wait_for(browser, lambda d: d.find_element(*by("ID", "body")).text == "Dear Jane.")
+    shot(browser, site, "template-preview-jane")
+    assert browser.find_element(*by("ID", "length")).text == str(len("Dear Jane."))

@@ -88,7 +88,7 @@ def classify(occ: Occurrence, ctx: Context) -> Classified | None:
     """A session if timed and with an identifiable (or ambiguous) client, else None."""
     if occ.tombstone or occ.all_day or occ.start is None:
         return None
-    client, ambiguous, candidates = _identified(occ, ctx)
+    client, ambiguous, fits = _identified(occ, ctx)
     if client is None and not ambiguous:
         return None
     rules = ctx.rules
@@ -99,7 +99,7 @@ def classify(occ: Occurrence, ctx: Context) -> Classified | None:
     declined = _declined(occ, client, ctx.therapist_email)
     prefixed = any(occ.summary.strip().lower().startswith(p.lower()) for p in rules.cancelled_prefixes)
     cancelled = occ.status == "cancelled" or declined or prefixed
-    return Classified(occ, client, ambiguous, cancelled, no_show, reached, candidates)
+    return Classified(occ, client, ambiguous, cancelled, no_show, reached, fits)
 
 
 def _identified(occ: Occurrence, ctx: Context) -> tuple[Client | None, str, tuple[str, ...]]:
