@@ -70,6 +70,7 @@ class SessionRow:
     last_seen_at: datetime | None = None
     cancelled_at: datetime | None = None
     booked_at: datetime | None = None   # when its event first appeared; None: there at the first read
+    candidates: str = ""            # an ambiguous one: JSON list of the directory ids it could be
 
 
 @dataclass(frozen=True)

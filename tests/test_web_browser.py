@@ -144,15 +144,134 @@ def test_keyboard_only_sign_in(browser, site):
     assert browser.find_element(*by("TAG_NAME", "h1")).text == "Today"
 
 
-def test_phone_width_and_zoom_fit_without_sideways_scrolling(browser, site):
+ALL_PAGES = PAGES + ["/templates/phone_call", "/followups?state=planned", "/patterns?month=2026-10"]
+# Chromium's own emulation: a phone (390 x 844 CSS pixels, as an iPhone 12-15), and a 1280 x 900
+# window at 200 % zoom, which leaves the page 640 x 450 CSS pixels at twice the density.
+SCREENS = {"phone": {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True},
+           "zoom200": {"width": 640, "height": 450, "deviceScaleFactor": 2, "mobile": False}}
+UNLABELLED = """
+return Array.from(document.querySelectorAll('input, select, textarea'))
+  .filter(el => el.type !== 'hidden')
+  .filter(el => !(el.labels && el.labels.length && el.labels[0].textContent.trim())
+                && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+  .map(el => el.outerHTML.slice(0, 120));
+"""
+SIDEWAYS = "var e = document.scrollingElement; return [e.scrollWidth, e.clientWidth];"
+
+
+def emulate(browser, screen: str | None) -> None:
+    if screen is None:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    else:
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", SCREENS[screen])
+
+
+def with_ambiguous_appointment(site) -> None:
+    """Chris Park's no-show on the calendar too: two directory clients fit it, so Needs
+    attention shows the choice form (radio buttons)."""
+    from tests.conftest import local
+    from tests.ics import Ev
+    from tests.stories import team
+
+    jane = Ev("s1", local(2026, 11, 3, 10), local(2026, 11, 3, 10, 50), "Jane Doe no-show")
+    chris = Ev("c1", local(2026, 11, 3, 14), local(2026, 11, 3, 14, 50), "Chris Park")
+    site.practice.calendar([team(), jane, chris])
+    site.practice.once(local(2026, 11, 3, 12))
+    chris.summary = "Chris Park no-show"
+    site.practice.calendar([team(), jane, chris])
+    site.practice.once(local(2026, 11, 3, 15))
+
+
+@pytest.mark.parametrize("screen", sorted(SCREENS))
+def test_every_page_fits_a_phone_and_200_percent_zoom_without_sideways_scrolling(browser, site, screen):
+    with_ambiguous_appointment(site)
+    step = make_uncertain(site.engine)
     sign_in(browser, site)
-    browser.set_window_size(390, 844)
+    emulate(browser, screen)
     try:
-        for path in ("/", "/followups", "/templates/email_followup"):
+        for path in ALL_PAGES:
             browser.get(site.base + path)
-            width = browser.execute_script("return document.documentElement.scrollWidth")
-            view = browser.execute_script("return window.innerWidth")
-            assert width <= view + 1, (path, width, view)
-            shot(browser, site, "phone-" + (path.strip("/").replace("/", "-") or "today"))
+            assert browser.find_element(*by("TAG_NAME", "h1")).text
+            width, view = browser.execute_script(SIDEWAYS)
+            shot(browser, site, f"{screen}-" + (path.strip("/").replace("/", "-").replace("?", "-") or "today"))
+            assert width <= view + 1, (screen, path, width, view)
+            if path == "/attention":        # with the choice form and an uncertain step's buttons
+                assert browser.find_elements(*by("CSS_SELECTOR", f"form[action='/step/{step}/resolve']"))
+                assert browser.find_elements(*by("CSS_SELECTOR", "input[type=radio]"))
+        browser.find_element(*by("CSS_SELECTOR", ".signout button")).click()
+        wait_for(browser, lambda d: d.current_url.endswith("/login"))
+        width, view = browser.execute_script(SIDEWAYS)
+        shot(browser, site, f"{screen}-login")
+        assert width <= view + 1, (screen, "/login", width, view)
     finally:
-        browser.set_window_size(1100, 900)
+        emulate(browser, None)
+
+
+def test_every_control_on_every_page_has_a_label(browser, site):
+    with_ambiguous_appointment(site)
+    browser.get(site.base + "/login")
+    assert browser.execute_script(UNLABELLED) == []
+    sign_in(browser, site)
+    seen = 0
+    for path in ALL_PAGES:
+        browser.get(site.base + path)
+        assert browser.execute_script(UNLABELLED) == [], path
+        seen += browser.execute_script("return document.querySelectorAll('input:not([type=hidden]), select, textarea').length")
+    browser.get(site.base + "/attention")
+    radios = browser.find_elements(*by("CSS_SELECTOR", "input[type=radio][name=client]"))
+    assert len(radios) == 2 and browser.execute_script(UNLABELLED) == []
+    assert seen >= 4      # the checks looked at real controls: filter, search, template text, preview client
+
+
+def test_keyboard_only_tab_reaches_reached_and_enter_marks_it(browser, site, capsys):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    sign_in(browser, site)
+    browser.get(site.base + "/")
+    path = []
+    for _ in range(60):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        active = browser.switch_to.active_element
+        path.append(active.tag_name + ":" + (active.get_attribute("value") or active.text)[:20])
+        if active.tag_name == "button" and active.get_attribute("value") == "reached":
+            break
+    else:
+        pytest.fail(f"Tab never reached the Reached button: {path}")
+    assert any(p.startswith("a:") for p in path)          # through the skip link and the menu first
+    shot(browser, site, "keyboard-reached-focused")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait_for(browser, lambda d: "Marked reached; 2 planned step(s) stopped." in d.find_element(*by("CSS_SELECTOR", ".note")).text)
+    assert {(s["state"], s["reason"]) for s in site.practice.status(capsys)} == {("skipped", "reached")}
+
+
+def test_the_choice_for_an_ambiguous_appointment_by_keyboard(browser, site, capsys):
+    from selenium.webdriver.common.keys import Keys
+
+    with_ambiguous_appointment(site)
+    sign_in(browser, site)
+    browser.get(site.base + "/attention")
+    second = browser.find_elements(*by("CSS_SELECTOR", "input[type=radio][name=client]"))[1]
+    label = browser.find_element(*by("CSS_SELECTOR", f"label[for='{second.get_attribute('id')}']")).text
+    assert "c.park@example.org" in label
+    second.send_keys(Keys.SPACE)
+    assert second.is_selected()
+    shot(browser, site, "attention-choice")
+    browser.find_element(*by("XPATH", "//button[text()='This is the client']")).send_keys(Keys.ENTER)
+    wait_for(browser, lambda d: "Remembered: this appointment is with Chris Park" in d.find_element(*by("CSS_SELECTOR", ".note")).text)
+    assert "Chris Park" in {s["client"] for s in site.practice.status(capsys)}
+
+
+def test_the_live_preview_follows_the_client_chosen_in_the_select(browser, site):
+    from selenium.webdriver.support.ui import Select
+
+    sign_in(browser, site)
+    browser.get(site.base + "/templates/email_followup")
+    area = browser.find_element(*by("ID", "text"))
+    area.clear()
+    area.send_keys("Subject: Hello\n\nDear {{ client_first_name }}.\n")
+    wait_for(browser, lambda d: d.find_element(*by("ID", "body")).text == "Dear Sam.")
+    Select(browser.find_element(*by("ID", "client"))).select_by_visible_text("Jane Doe (jane.doe@example.com)")
+    wait_for(browser, lambda d: d.find_element(*by("ID", "body")).text == "Dear Jane.")
+    shot(browser, site, "template-preview-jane")
+    assert browser.find_element(*by("ID", "length")).text == str(len("Dear Jane."))

@@ -51,10 +51,19 @@ def test_web_refuses_what_it_must_with_exit_2(tmp_path, capsys, extra, args, mes
     assert message in capsys.readouterr().err
 
 
-def test_tls_files_are_refused_with_the_proxy_advice(tmp_path, capsys):
-    p = make_practice(tmp_path / "p", extra='[web]\nlisten = "0.0.0.0:8765"\ntls_cert = "c.pem"\ntls_key = "k.pem"\n')
+@pytest.mark.parametrize("web,message", [
+    ('tls_cert = "missing.pem"\ntls_key = "key.pem"\n', "[web] tls_cert = '"),
+    ('tls_cert = "cert.pem"\ntls_key = "missing.pem"\n', "[web] tls_key = '"),
+    ('tls_cert = "garbage.pem"\ntls_key = "garbage.pem"\n', "not a certificate and its private key"),
+    ('tls_cert = "cert.pem"\n', "[web] tls_cert is set but [web] tls_key is not"),
+])
+def test_unusable_tls_files_exit_2_naming_the_key(tmp_path, capsys, web, message):
+    p = make_practice(tmp_path / "p", extra=f'[web]\nlisten = "127.0.0.1:{free_port()}"\n{web}')
+    (p.root / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (p.root / "garbage.pem").write_text("not pem at all\n")
     assert p.cli("web") == 2
-    assert "terminate TLS in a proxy" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def _run(config, notes):

@@ -270,7 +270,7 @@ def test_template_save_preview_and_revert(site):
     path = practice.root / "templates" / "email_followup.txt"
     assert path.read_text() == text
     preview = client.post("/templates/email_followup/preview", data={"csrf": token, "text": "Subject: a\n\nHi {{ client_first_name }}"})
-    assert preview.get_json() == {"problems": [], "subject": "a", "body": "Hi Sam", "length": 6}
+    assert preview.get_json() == {"problems": [], "warnings": [], "subject": "a", "body": "Hi Sam", "length": 6}
     client.post("/templates/email_followup", data={"csrf": token, "do": "revert"})
     assert path.read_text() != text
     assert client.get("/templates/nope").status_code == 404

@@ -149,7 +149,7 @@ def _sms_lengths(cfg: Config, templates: Templates) -> list[str]:
 
 def _clinical(cfg: Config, templates: Templates) -> list[str]:
     """Clinical words in a Subject line, or anywhere in a text message."""
-    from daemon.cli.templates import clinical_warnings
+    from daemon.templating.checks import clinical_warnings
 
     out: list[str] = []
     for step in cfg.cadence.steps:

@@ -17,58 +17,30 @@ both; both are checked and installed together.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Callable
 
 from daemon.config import Config
 from daemon.errors import UserError
-from daemon.templating.allowlist import client_facing_problems
-from daemon.templating.templates import (
-    Templates,
-    copy_defaults,
-    install_text,
-    defaults_dir,
-    render_text,
-    sample_context,
-    split_subject,
-    validate_text,
-)
+from daemon.templating import checks
+from daemon.templating.checks import clinical_warnings, usage
+from daemon.templating.templates import Templates, copy_defaults, defaults_dir, install_text
 
-CLINICAL = re.compile(r"\b(therap\w*|diagnos\w*|sessions?|counsel\w*|psychiatr\w*|treatment\w*)\b", re.I)
-_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+__all__ = ["clinical_warnings", "check_edit", "edit_template", "list_templates", "usage"]
+
+
+def check_edit(cfg: Config, name: str, texts: dict[Path, str]) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of an edited template (``daemon.templating.checks``, with the
+    Twilio SMS rules)."""
+    from connectors.channels.twilio_sms import sms_problems
+
+    return checks.check_edit(cfg, name, texts, sms_problems=sms_problems)
+
 PROMPT = "(e)dit again / (q)uit without saving? "
-
-
-@dataclass
-class Usage:
-    """How the cadence uses one template."""
-
-    steps: list[str]
-    email: bool
-    sms: bool
-
-    @property
-    def client_facing(self) -> bool:
-        """Sent to the client (email or SMS): call-task-only variables are refused."""
-        return self.email or self.sms
-
-
-def usage(cfg: Config, name: str) -> Usage:
-    steps, email, sms = [], False, False
-    for n, step in enumerate(cfg.cadence.steps, 1):
-        if step.template == name:
-            backend = cfg.email.backend if step.channel == "email" else cfg.phone.backend
-            steps.append(f"step {n} ({step.channel} via {backend})")
-            email |= step.channel == "email"
-            sms |= step.channel == "phone" and cfg.phone.backend == "twilio-sms"
-    return Usage(steps, email, sms)
 
 
 def list_templates(cfg: Config) -> str:
@@ -89,41 +61,6 @@ def list_templates(cfg: Config) -> str:
         lines.append(f"  {name:<20} {where:<9} {files:<40} used by: {used}")
     lines += ["", "Edit one with: welcomeback templates edit NAME"]
     return "\n".join(lines)
-
-
-def check_edit(cfg: Config, name: str, texts: dict[Path, str]) -> tuple[list[str], list[str]]:
-    """(problems, warnings) of an edited template; ``texts`` maps each target file to its new text."""
-    use = usage(cfg, name)
-    problems: list[str] = []
-    for path, text in texts.items():
-        problems += validate_text(text, str(path))
-        if use.client_facing:
-            problems += client_facing_problems(text, str(path))
-    if problems:
-        return problems, []
-    txt_path = next(p for p in texts if p.suffix == ".txt")
-    subject, body = split_subject(render_text(texts[txt_path], str(txt_path), sample_context()))
-    if use.email and not subject:
-        problems.append(f"{txt_path}:1: an email needs a first line 'Subject: ...'")
-    if use.sms:
-        from connectors.channels.twilio_sms import sms_problems
-
-        problems += [f"{txt_path}: as an SMS (with the sample data): {p}" for p in sms_problems(body.strip())]
-    return problems, clinical_warnings(txt_path, texts[txt_path], whole=use.sms)
-
-
-def clinical_warnings(path: Path | Traversable, source: str, *, whole: bool) -> list[str]:
-    """Clinical words in the therapist's own words: the Subject line, or the whole text of an SMS."""
-    out = []
-    for number, line in enumerate(source.splitlines(), 1):
-        is_subject = number == 1 and line.lower().startswith("subject:")
-        if not (whole or is_subject):
-            continue
-        for word in sorted({m.group(0).lower() for m in CLINICAL.finditer(_TAGS.sub(" ", line))}):
-            where = "a subject line" if is_subject else "an SMS"
-            out.append(f"{path}:{number}: '{word}' in {where} can tell others that the client sees a "
-                       "therapist; consider a neutral word such as 'appointment'")
-    return out
 
 
 def edit_template(cfg: Config, name: str, *, editor: str | None = None,

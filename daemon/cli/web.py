@@ -49,12 +49,19 @@ def serve(args: argparse.Namespace) -> int:
     engine = Engine(cfg, SystemClock(), acquire_lock=False)
     try:
         server = Server(build(engine, cfg.web), listen, cfg.web, cfg.base_dir)
-        signal.signal(signal.SIGTERM, lambda *_: server.server.close())
-        print(f"the console is at http://{listen.host}:{server.port}/ (Ctrl+C to stop)", flush=True)
+        signal.signal(signal.SIGTERM, _interrupt)
+        scheme = "https" if server.tls else "http"
+        print(f"the console is at {scheme}://{listen.host}:{server.port}/ (Ctrl+C to stop)", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
+        finally:
+            server.stop()
     finally:
         engine.close()
     return 0
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt   # SIGTERM stops the foreground console as Ctrl+C does

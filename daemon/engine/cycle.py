@@ -28,7 +28,7 @@ from daemon.client_files import load_directory
 from daemon.clients import Directory
 from daemon.clock import Clock
 from daemon.config import CalendarConfig, Config
-from daemon.engine import absences, detect, hearing
+from daemon.engine import absences, choices, detect, hearing
 from daemon.engine.context import CycleContext
 from daemon.engine.health import CycleReport, Health, PollResult
 from daemon.engine.places import state_dir, store_url
@@ -196,7 +196,8 @@ class Engine:
                              directory=self.directory, therapist_email=self.config.therapist_of(name).email,
                              staff=frozenset(t.email.lower() for t in self.config.therapists),
                              unreadable=frozenset(result.unreadable),
-                             absences=absences.load(conn, self.config.same_therapist(name)))
+                             absences=absences.load(conn, self.config.same_therapist(name)),
+                             chosen=choices.load(conn, name))
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))

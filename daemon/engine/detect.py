@@ -18,6 +18,7 @@ those is its own trigger, marked ``by_therapist``: planning records it, never co
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -48,6 +49,7 @@ class Context:
     absences: tuple[tuple[datetime, datetime], ...] = ()   # out-of-office blocks known from the store
     events: dict[str, datetime | None] = field(default_factory=dict)   # UID → booked_at (set by reconcile)
     identities: dict[Any, Any] = field(default_factory=dict)   # (title, attendees) → client, once per reconcile
+    chosen: dict[str, str] = field(default_factory=dict)   # UID → the client the therapist chose (ambiguous events)
 
 
 @dataclass
@@ -75,7 +77,8 @@ def _row(c: Classified, prev: SessionRow | None, ctx: Context, cancel_time: date
         client_name=c.client.name if c.client else "", client_email=c.client.email if c.client else "",
         ambiguous=c.ambiguous, no_show=c.no_show, reached=c.reached, present=True,
         first_seen_at=prev.first_seen_at if prev and prev.first_seen_at else ctx.now,
-        last_seen_at=ctx.now, cancelled_at=cancelled_at, booked_at=_booked_at(occ, prev, ctx))
+        last_seen_at=ctx.now, cancelled_at=cancelled_at, booked_at=_booked_at(occ, prev, ctx),
+        candidates=json.dumps(list(c.candidates)) if c.candidates else "")
 
 
 def _booked_at(occ: Occurrence, prev: SessionRow | None, ctx: Context) -> datetime | None:

@@ -26,6 +26,7 @@ class Classified:
     cancelled: bool
     no_show: bool
     reached: bool
+    candidates: tuple[str, ...] = ()   # ambiguous: the directory clients it could be (ids)
 
 
 def word_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
@@ -89,7 +90,7 @@ def classify(occ: Occurrence, ctx: Context) -> Classified | None:
     """A session if timed and with an identifiable (or ambiguous) client, else None."""
     if occ.tombstone or occ.all_day or occ.start is None:
         return None
-    client, ambiguous = _identified(occ, ctx)
+    client, ambiguous, fits = _identified(occ, ctx)
     if client is None and not ambiguous:
         return None
     rules = ctx.rules
@@ -100,17 +101,44 @@ def classify(occ: Occurrence, ctx: Context) -> Classified | None:
     declined = _declined(occ, client, ctx.therapist_email)
     prefixed = any(occ.summary.strip().lower().startswith(p.lower()) for p in rules.cancelled_prefixes)
     cancelled = occ.status == "cancelled" or declined or prefixed
-    return Classified(occ, client, ambiguous, cancelled, no_show, reached)
+    return Classified(occ, client, ambiguous, cancelled, no_show, reached, fits)
 
 
-def _identified(occ: Occurrence, ctx: Context) -> tuple[Client | None, str]:
-    """:func:`identify`, once per distinct (title, attendees) in one reconcile, not per occurrence."""
+def _identified(occ: Occurrence, ctx: Context) -> tuple[Client | None, str, tuple[str, ...]]:
+    """:func:`identify` (and an ambiguous one's candidates), once per distinct (title, attendees)
+    in one reconcile, not per occurrence; then the therapist's choice for the event, when it
+    is one of the candidates."""
     pair = (id(ctx.directory), ctx.therapist_email, ctx.staff, occ.summary,
             tuple((a.email, a.name) for a in occ.attendees))
     known = ctx.identities.get(pair)
     if known is None:
-        known = ctx.identities[pair] = identify(occ, ctx.directory, ctx.therapist_email, ctx.staff)
+        client, why = identify(occ, ctx.directory, ctx.therapist_email, ctx.staff)
+        found = candidates(occ, ctx.directory, ctx.therapist_email, ctx.staff) if why else ()
+        known = ctx.identities[pair] = (client, why, found)
+    chosen = ctx.chosen.get(occ.uid)
+    if chosen and chosen in known[2]:
+        picked = ctx.directory.by_id(chosen)
+        if picked is not None:
+            return picked, "", ()
     return known
+
+
+def candidates(occ: Occurrence, directory: Directory, therapist_email: str,
+               staff: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The directory clients an ambiguous session could be (ids: attendee addresses, then names
+    in the title and attendee names); none when a directory entry that cannot be read is named."""
+    therapist = therapist_email.lower()
+    people = [a for a in occ.attendees if a.email and a.email.lower() != therapist and a.email.lower() not in staff]
+    if directory.rejected_naming(emails=[a.email for a in people],
+                                 texts=[occ.summary, *(a.name for a in people if a.name)]) is not None:
+        return ()
+    found = [c for a in people for c in directory.by_email(a.email)]
+    found += directory.named_in(occ.summary) + [c for a in people if a.name for c in directory.named_in(a.name)]
+    ids: dict[str, None] = {}
+    for c in found:
+        if not (c.email and c.email.lower() in {therapist, *staff}) and directory.rejected_protecting(c) is None:
+            ids.setdefault(c.id, None)
+    return tuple(ids) if len(ids) > 1 else ()
 
 
 def _declined(occ: Occurrence, client: Client | None, therapist_email: str) -> bool:

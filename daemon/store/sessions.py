@@ -21,7 +21,8 @@ def _from_db(r: Any) -> SessionRow:
         status=r.status, client_id=r.client_id, client_name=r.client_name or "",
         client_email=r.client_email or "", ambiguous=r.ambiguous or "", no_show=bool(r.no_show),
         reached=bool(r.reached), present=bool(r.present), first_seen_at=dt(r.first_seen_at),
-        last_seen_at=dt(r.last_seen_at), cancelled_at=dt(r.cancelled_at), booked_at=dt(r.booked_at))
+        last_seen_at=dt(r.last_seen_at), cancelled_at=dt(r.cancelled_at), booked_at=dt(r.booked_at),
+        candidates=r.candidates or "")
 
 
 def _to_db(row: SessionRow) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def _to_db(row: SessionRow) -> dict[str, Any]:
             "ambiguous": row.ambiguous, "no_show": row.no_show, "reached": row.reached,
             "present": row.present, "first_seen_at": ts(row.first_seen_at),
             "last_seen_at": ts(row.last_seen_at), "cancelled_at": ts(row.cancelled_at),
-            "booked_at": ts(row.booked_at)}
+            "booked_at": ts(row.booked_at), "candidates": row.candidates}
 
 
 def load(conn: Connection, calendar: str) -> dict[str, SessionRow]:

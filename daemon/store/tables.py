@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 metadata = sa.MetaData()
@@ -52,7 +52,17 @@ sessions = sa.Table(
     sa.Column("last_seen_at", sa.String(40)),
     sa.Column("cancelled_at", sa.String(40)),
     sa.Column("booked_at", sa.String(40)),   # schema 3: when its event first appeared; NULL: there at the first read
+    sa.Column("candidates", sa.Text, nullable=False, default=""),   # schema 5: JSON ids an ambiguous one could be
     sa.Index("ix_sessions_client", "client_id"),
+)
+
+
+event_choices = sa.Table(
+    "event_choices", metadata,        # schema 5: the client the therapist chose for an ambiguous event
+    sa.Column("calendar", sa.String(200), primary_key=True),
+    sa.Column("uid", sa.String(500), primary_key=True),
+    sa.Column("client_id", sa.String(300), nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),
 )
 
 
@@ -225,7 +235,8 @@ def _booked_at(conn: Connection) -> None:
 
 # version → function(conn) that brings the previous version up to it
 UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT"), 3: _booked_at,
-                            4: _add_column("audit", "client_id", "VARCHAR(300)")}
+                            4: _add_column("audit", "client_id", "VARCHAR(300)"),
+                            5: _add_column("sessions", "candidates", "TEXT NOT NULL DEFAULT ''")}
 
 
 leases = sa.Table(        # one row per calendar: which replica polls it until when (daemon/store/leases.py)

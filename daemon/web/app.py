@@ -7,7 +7,7 @@ session's CSRF token.  The clock is the engine's (tests drive it).  URLs carry i
 from __future__ import annotations
 
 import logging
-import time
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +18,7 @@ from flask import Flask, abort, flash, g, redirect, render_template, request, se
 from daemon.engine import actions
 from daemon.engine.records import step_records
 from daemon.errors import UserError
-from daemon.store.tables import calendars, dt, sequences, sessions
+from daemon.store.tables import calendars, dt, sequences
 from daemon.web import security
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,16 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 
 
 def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(minutes=30),
-               secure_cookie: bool = False, monotonic: Callable[[], float] = time.monotonic) -> Flask:
-    """The console over ``engine`` (its store, directory, templates and clock)."""
+               secure_cookie: bool = False, seconds: Callable[[], float] | None = None) -> Flask:
+    """The console over ``engine`` (its store, directory, templates and clock; ``seconds``: the
+    sign-in limit's clock, default the engine's)."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY=security.new_token(), SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=secure_cookie,
                       SESSION_COOKIE_NAME="welcomeback", PERMANENT_SESSION_LIFETIME=idle_timeout,
                       MAX_CONTENT_LENGTH=256 * 1024)
-    limit = security.RateLimit()
+    limit = security.SignInLimit()
+    clock = seconds or (lambda: float(engine.clock.now().timestamp()))
     live: dict[str, float] = {}   # session id -> last seen (engine clock, epoch seconds)
 
     def now() -> Any:
@@ -95,10 +97,14 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
     def login() -> Any:
         error = ""
         if request.method == "POST":
-            if not limit.allowed(monotonic()):
-                return render_template("login.html", error="Too many attempts; wait a few minutes."), 429
+            address = request.remote_addr or ""
+            wait = limit.wait(address, clock())
+            if wait > 0:
+                retry = max(1, math.ceil(wait))
+                return render_template("login.html", error=f"Too many attempts; wait {_minutes(retry)} and try again."), \
+                    429, {"Retry-After": str(retry)}
             if security.check_password(state, request.form.get("password", "")):
-                limit.reset()
+                limit.succeeded(address)
                 session.clear()   # a new session id and a new token after sign-in
                 sid = security.new_token()
                 live[sid] = now().timestamp()
@@ -106,7 +112,7 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
                 session.permanent = True
                 log.info("console: signed in")
                 return redirect(url_for("today"))
-            limit.failed(monotonic())
+            limit.failed(address, clock())
             error = "That password is not right." if security.password_path(state).exists() else \
                 "No password is set yet: run 'welcomeback web set-password' on the server."
         return render_template("login.html", error=error), (401 if error else 200)
@@ -169,22 +175,6 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
             abort(400, str(exc))
         flash(f"Step {step_id}: {outcome}.")
         return redirect(url_for("followups_page"))
-
-    @app.get("/attention")
-    def attention() -> Any:
-        with engine.store.transaction() as conn:
-            ambiguous = conn.execute(sa.select(sessions.c.calendar, sessions.c.key, sessions.c.start,
-                                               sessions.c.ambiguous)
-                                     .where(sessions.c.ambiguous != "")).mappings().all()
-            degraded = conn.execute(sa.select(calendars).where(calendars.c.degraded.is_not(None))).mappings().all()
-            from daemon.engine import bursts
-
-            held = [{"client_id": r["client_id"], "session_start": r["session_start"], "trigger": r["trigger"],
-                     "client": engine.client_of(r["client_id"], r["client_name"], r["client_email"]).name}
-                    for r in bursts.held_sequences(conn)]
-        records = [r for r in step_records(engine) if r["state"] in ("uncertain", "failed", "held")]
-        return render_template("attention.html", ambiguous=ambiguous, degraded=degraded, records=records,
-                               held=held)
 
     @app.get("/clients")
     def clients_page() -> Any:
@@ -254,25 +244,15 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
         svg = report.chart_svg(series, f"Missed and cancelled sessions, {series[0][0]} to {month}")
         return svg, 200, {"Content-Type": "image/svg+xml"}
 
-    @app.post("/bursts/<what>")
-    def burst(what: str) -> Any:
-        from daemon.engine import bursts
+    from daemon.web import attention, template_pages
 
-        client_id = request.form.get("client") or None
-        if what == "confirm":
-            n = bursts.confirm(engine.store, client_id, now(), by=_by())
-            flash(f"Confirmed: {n} follow-up(s) go ahead.")
-        elif what == "dismiss":
-            n = bursts.dismiss(engine.store, client_id, now(), by=_by())
-            flash(f"Noted as your own cancellations: {n} follow-up(s) closed, nothing is sent.")
-        else:
-            abort(404)
-        return redirect(url_for("attention"))
-
-    from daemon.web import template_pages
-
+    attention.register(app, engine, _by)
     template_pages.register(app, engine, _by)
     return app
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds} seconds" if seconds < 90 else f"{math.ceil(seconds / 60)} minutes"
 
 
 def _by() -> str:
@@ -286,9 +266,14 @@ def dt_of(value: str | None) -> Any:
 
 
 def _local_fn(engine: Any) -> Callable[[str | None], str]:
+    """A stored time (UTC text, or already the practice's local time) on the practice's clock."""
     def local(value: str | None) -> str:
         moment = dt_of(value)
-        return moment.strftime("%a %d %b %Y, %H:%M") if moment else ""
+        if moment is None:
+            return ""
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(engine.config.practice.timezone)
+        return moment.strftime("%a %d %b %Y, %H:%M")
     return local
 
 

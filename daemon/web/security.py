@@ -49,26 +49,56 @@ def check_password(state: Path, password: str) -> bool:
 
 
 class RateLimit:
-    """At most ``attempts`` failed sign-ins per ``window`` seconds (all addresses together: a
-    one-person console has no reason for more)."""
+    """At most ``attempts`` failed sign-ins per ``window`` seconds; ``wait`` says how long until
+    the next attempt may be made (0: now).  Times are seconds on the app's clock."""
 
     def __init__(self, attempts: int = 5, window: float = 300.0) -> None:
         self.attempts, self.window = attempts, window
         self._failures: list[float] = []
-        self._lock = threading.Lock()
 
-    def allowed(self, now: float) -> bool:
-        with self._lock:
-            self._failures = [t for t in self._failures if now - t < self.window]
-            return len(self._failures) < self.attempts
+    def wait(self, now: float) -> float:
+        self._failures = [t for t in self._failures if now - t < self.window]
+        if len(self._failures) < self.attempts:
+            return 0.0
+        return self._failures[-self.attempts] + self.window - now
 
     def failed(self, now: float) -> None:
-        with self._lock:
-            self._failures.append(now)
+        self._failures.append(now)
 
     def reset(self) -> None:
+        self._failures.clear()
+
+
+class SignInLimit:
+    """Failed sign-ins limited per address (``per_address`` in ``address_window`` seconds) and,
+    in addition, for all addresses together (``overall`` in ``overall_window``), so guessing
+    from many addresses is slowed as much as from one.  A good sign-in clears its address's
+    count, never the overall one."""
+
+    def __init__(self, per_address: int = 5, address_window: float = 300.0, overall: int = 20,
+                 overall_window: float = 60.0) -> None:
+        self._per, self._window = per_address, address_window
+        self._overall = RateLimit(overall, overall_window)
+        self._addresses: dict[str, RateLimit] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, address: str, now: float) -> float:
+        """Seconds until ``address`` may try again (0: now)."""
         with self._lock:
-            self._failures.clear()
+            one = self._addresses.get(address)
+            mine = one.wait(now) if one else 0.0
+            if one is not None and mine == 0.0 and not one._failures:
+                del self._addresses[address]
+            return max(mine, self._overall.wait(now))
+
+    def failed(self, address: str, now: float) -> None:
+        with self._lock:
+            self._addresses.setdefault(address, RateLimit(self._per, self._window)).failed(now)
+            self._overall.failed(now)
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._addresses.pop(address, None)
 
 
 def new_token() -> str:
