@@ -308,3 +308,26 @@ def test_another_therapist_invited_to_a_session_is_never_taken_for_the_client(cl
     clinic.once(local(2026, 11, 3, 16))
     steps = clinic.status(capsys)
     assert {(s["client"], s["therapist"]) for s in steps} == {("Omar Haddad", "Ana Ruiz")}
+
+
+@pytest.mark.shows_client_data       # the console shows the therapist their clients
+def test_the_consoles_today_is_per_therapist(clinic, capsys):
+    from tests.test_web_routes import sign_in
+    from tests.web_support import console
+
+    story(clinic)
+    app, engine, _clock = console(clinic, local(2026, 11, 4, 16), story=False)
+    try:
+        client, _token = sign_in(app)
+        everyone = client.get("/").get_data(as_text=True)
+        assert "Jane Doe" in everyone and "Omar Haddad" in everyone
+        assert "For Ben Marsh" in everyone and "For Ana Ruiz" in everyone
+        assert '<label for="therapist">Therapist</label>' in everyone
+        names = [t.name for t in engine.config.all_therapists()]
+        ben = client.get(f"/?therapist={names.index('Ben Marsh')}").get_data(as_text=True)
+        assert "Today: Ben Marsh" in ben and "Jane Doe" in ben and "Omar Haddad" not in ben
+        ana = client.get(f"/?therapist={names.index('Ana Ruiz')}").get_data(as_text=True)
+        assert "Omar Haddad" in ana and "Jane Doe" not in ana
+        assert "Jane Doe" in client.get("/?therapist=99").get_data(as_text=True)   # unknown: everyone
+    finally:
+        engine.close()

@@ -125,7 +125,12 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
 
     @app.get("/")
     def today() -> Any:
-        records = step_records(engine)
+        from daemon.engine.records import of_therapist
+
+        team = engine.config.all_therapists()
+        chosen = request.args.get("therapist", "")
+        who = team[int(chosen)] if chosen.isdigit() and int(chosen) < len(team) else None
+        records = of_therapist(engine.config, step_records(engine), who.email if who else None)
         moment = now()
         today_local = moment.astimezone(engine.config.practice.timezone).date()
         open_seqs = {r["sequence"] for r in records if r["state"] == "planned"}
@@ -139,7 +144,9 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
             engine.config.practice.timezone).date() == today_local]
         due = sorted((r for r in records if r["state"] == "planned" and dt_of(r["due_at"]) > moment),
                      key=lambda r: r["due_at"])[:10]
-        return render_template("today.html", calls=calls, sent=sent, due=due)
+        return render_template("today.html", calls=calls, sent=sent, due=due,
+                               team=team if len(team) > 1 else [], who=who,
+                               therapist_of=lambda r: engine.config.therapist_of(r["calendar"]).name)
 
     @app.post("/sequence/<seq>/call")
     def call_outcome(seq: str) -> Any:
