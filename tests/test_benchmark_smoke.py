@@ -70,3 +70,21 @@ def test_distant_event_benchmark_runs(tmp_path: Path) -> None:
                           env={**os.environ, "TMPDIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "distant one-offs skipped" in proc.stdout
+
+
+def test_replica_benchmark_runs_two_replicas_without_duplicates() -> None:
+    """bench_replicas at a tiny size: two real replicas on PostgreSQL share the work (exit 0 means
+    every step sent once and both stopped cleanly; the figures are printed, not checked)."""
+    import pytest
+
+    from tests.conftest import postgres_available
+
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    done = subprocess.run([sys.executable, str(BENCH / "bench_replicas.py"), "--calendars", "3", "--per", "2",
+                           "--window", "12", "--replicas", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, WELCOMEBACK_NO_KEYRING="1"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = done.stdout.splitlines()[-1].split()
+    assert row[0] == "2" and row[1] == "6/6" and row[-1] == "0", done.stdout
