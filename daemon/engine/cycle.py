@@ -34,6 +34,7 @@ from daemon.engine.health import CycleReport, Health, PollResult
 from daemon.engine.places import state_dir, store_url
 from daemon.errors import SourceError, UserError
 from daemon.model import Client, Trigger
+from daemon.store import groups as group_store
 from daemon.store import sessions as session_store
 from daemon.store.db import Store
 from daemon.store.lock import AdvisoryLock, FileLock
@@ -96,8 +97,14 @@ class Engine:
 
     def _source(self, cal: CalendarConfig) -> CalendarSource:
         ctx = SourceContext(base_dir=self.config.base_dir, timezone=self.config.practice.timezone,
-                            clock=self.clock, secret=secrets.lookup, state_dir=state_dir(self.config))
+                            clock=self.clock, secret=secrets.lookup, state_dir=state_dir(self.config),
+                            memo=self._memo)
         return SOURCES.load(cal.kind)(cal.name, cal.source, cal.options, ctx, timeout=cal.timeout.seconds or 30.0)
+
+    def _memo(self, calendar: str) -> dict[str, tuple[str, str]]:
+        """What a source kept per event at the last applied poll (daemon.store.groups)."""
+        with self.store.transaction() as conn:
+            return group_store.load(conn, calendar)
 
     def _channel(self, registry: Any, cfg: Any) -> Channel:
         p = self.config.practice
@@ -175,6 +182,7 @@ class Engine:
         with self.store.transaction() as conn:
             if result.occurrences is None:
                 self._calendar_ok(conn, name, now, result.state, row)
+                group_store.save(conn, name, result)
                 return PollResult(name, True)
             return self._apply(conn, name, row, result, now, window)
 
@@ -205,6 +213,7 @@ class Engine:
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             first_seen_at=row["first_seen_at"] or ts(now)))
         self._calendar_ok(conn, name, now, result.state, row)
+        group_store.save(conn, name, result)
         planned = self._plan(conn, name, outcome.triggers, now)
         return PollResult(name, True, triggers=planned)
 

@@ -223,3 +223,12 @@ leases = sa.Table(        # one row per calendar: which replica polls it until w
     sa.Column("holder", sa.String(80), nullable=False),
     sa.Column("expires_at", sa.String(40), nullable=False),
 )
+
+
+source_groups = sa.Table(  # per event (UID) of an iCal feed: what its next incremental poll needs
+    "source_groups", metadata,        # (connectors/calendars/ics_delta.py; daemon/store/groups.py)
+    sa.Column("calendar", sa.String(200), primary_key=True),
+    sa.Column("uid", sa.String(500), primary_key=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+)
