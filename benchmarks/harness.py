@@ -102,8 +102,11 @@ class Practice:
 
 
 def parse_entry(source: Any) -> str:
-    """The method IcsSource.fetch parses with (``parse_full`` in newer code, else ``parse``)."""
-    return "parse_full" if hasattr(source, "parse_full") else "parse"
+    """The method IcsSource.fetch parses with (``parse_text`` in newer code, then ``parse_full``, ``parse``)."""
+    for name in ("parse_text", "parse_full"):
+        if hasattr(source, name):
+            return name
+    return "parse"
 
 
 def checked(result: PollResult) -> PollResult:

@@ -237,9 +237,10 @@ def test_one_changed_event_is_the_only_one_parsed(tmp_path: Path) -> None:
     third = poller.poll()
     assert not third.complete and third.kept == {"ev-4@test": None}
     assert [(o.key, o.tombstone, o.deleted) for o in third.occurrences or []] == [("ev-4@test", True, True)]
-    feed.fold = True            # only the folding: nothing to report, nothing parsed
+    feed.seed += 1              # only the order of the blocks: at most the series and its override again
     path.write_text(feed.text(), newline="")
-    assert poller.poll().occurrences is None
+    fourth = poller.poll()
+    assert fourth.occurrences is None or (not fourth.complete and {o.uid for o in fourth.occurrences} <= {"ev-3@test"})
     feed.offset = "+0200"       # a time zone changed: the whole feed again
     path.write_text(feed.text(), newline="")
     assert poller.poll().complete

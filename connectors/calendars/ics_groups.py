@@ -15,103 +15,85 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from connectors.calendars.ics_split import _properties
-
 
 @dataclass
 class Group:
     blocks: list[str] = field(default_factory=list)    # each VEVENT block's text, in feed order
+    hash: str = ""                                      # SHA-256 of the blocks' exact text
 
-    @property
-    def hash(self) -> str:
-        h = hashlib.sha256()
-        for block in self.blocks:
-            h.update(_unfolded(block).encode("utf-8", "surrogatepass"))
-        return h.hexdigest()
+    def add(self, block: str) -> None:
+        self.blocks.append(block)
+        h = hashlib.sha256(self.hash.encode())
+        h.update(block.encode("utf-8", "surrogatepass"))
+        self.hash = h.hexdigest()
 
 
 @dataclass
 class Feed:
-    head: list[str]                  # BEGIN:VCALENDAR and the calendar's property lines
-    zones: list[str]                 # the VTIMEZONE blocks' lines
+    before: str                      # the calendar up to END:VCALENDAR, its VEVENT blocks taken out
+    after: str                       # END:VCALENDAR and what trails it
     frame: str                       # SHA-256 of everything that is not a VEVENT block
     groups: dict[str, Group]         # UID → its blocks
 
     def text_of(self, uids: list[str]) -> str:
-        """A calendar of the frame's properties and time zones and only these groups' events."""
-        parts = [*self.head, *self.zones]
-        for uid in uids:
-            parts.extend(self.groups[uid].blocks)
-        parts.append("END:VCALENDAR\r\n")
-        return "".join(parts)
+        """A calendar of the frame (properties, time zones) and only these groups' events."""
+        return "".join([self.before, *(b for uid in uids for b in self.groups[uid].blocks), self.after])
+
+
+_CALENDAR = re.compile(r"^(BEGIN|END):VCALENDAR\r?$", re.MULTILINE | re.IGNORECASE)
+_EVENT = re.compile(r"^(BEGIN|END):VEVENT\r?$", re.MULTILINE | re.IGNORECASE)
+_NESTING = re.compile(r"^(BEGIN|END):", re.MULTILINE | re.IGNORECASE)
+_UID = re.compile(r"^UID([;:][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.MULTILINE | re.IGNORECASE)
+_FOLD = re.compile(r"\r?\n[ \t]")
 
 
 def split_feed(text: str) -> Feed | None:
     """``text`` (one VCALENDAR, as ``IcsSource`` prepared it) in parts, or None when unsure."""
-    head: list[str] = []
-    zones: list[str] = []
-    rest: list[str] = []            # other components and trailing text: only hashed
+    cal = list(_CALENDAR.finditer(text))
+    if len(cal) != 2 or cal[0].start() != 0 or cal[0].group(1).upper() != "BEGIN" \
+            or cal[1].group(1).upper() != "END":
+        return None                           # several calendars: each is read on its own
+    end = cal[1].start()
+    frame: list[str] = []
     groups: dict[str, Group] = {}
-    depth, ended = 0, False
-    block: list[str] = []
-    kind = ""
-    for line in text.splitlines(keepends=True):
-        upper = line.rstrip("\r\n").upper()
-        if ended:
-            if upper.strip() == "BEGIN:VCALENDAR":
-                return None                     # several calendars: each is read on its own
-            rest.append(line)
-        elif depth == 0:
-            if upper != "BEGIN:VCALENDAR" or head:
+    done, depth, begin = 0, 0, -1
+    for m in _EVENT.finditer(text, 0, end):
+        if m.group(1).upper() == "BEGIN":
+            if begin >= 0:
                 return None
-            head.append(line)
-            depth = 1
-        elif depth == 1:
-            if upper.startswith("BEGIN:"):
-                block, kind, depth = [line], upper[6:].strip(), 2
-            elif upper == "END:VCALENDAR":
-                ended, depth = True, 0
-            elif upper.startswith("END:"):
+            piece = text[done:m.start()]
+            if ":" in piece:
+                depth += sum(1 if n.group(1).upper() == "BEGIN" else -1 for n in _NESTING.finditer(piece))
+            if depth != 1:                    # a VEVENT inside another component: unusual
                 return None
-            else:
-                head.append(line)
+            frame.append(piece)
+            begin = m.start()
         else:
-            block.append(line)
-            if upper.startswith("BEGIN:"):
-                depth += 1
-            elif upper.startswith("END:"):
-                depth -= 1
-                if depth == 1:
-                    if upper[4:].strip() != kind:
-                        return None
-                    if kind == "VEVENT":
-                        uid = _uid(block)
-                        if uid is None:
-                            return None
-                        groups.setdefault(uid, Group()).blocks.append("".join(block))
-                    elif kind == "VTIMEZONE":
-                        zones.extend(block)
-                    else:
-                        rest.extend(block)
-    if not ended:
+            if begin < 0:
+                return None
+            done = m.end() + (text[m.end():m.end() + 1] == "\n")
+            block = text[begin:done]
+            uid = _uid(block)
+            if uid is None:
+                return None
+            groups.setdefault(uid, Group()).add(block)
+            begin = -1
+    if begin >= 0:
         return None
-    frame = hashlib.sha256(_unfolded("".join([*head, "\0", *zones, "\0", *rest])).encode("utf-8", "surrogatepass"))
-    return Feed(head=head, zones=zones, frame=frame.hexdigest(), groups=groups)
+    frame.append(text[done:end])
+    before = "".join(frame)
+    h = hashlib.sha256(before.encode("utf-8", "surrogatepass"))
+    h.update(text[end:].encode("utf-8", "surrogatepass"))
+    return Feed(before=before, after=text[end:], frame=h.hexdigest(), groups=groups)
 
 
-_FOLD = re.compile("(\r?\n)+[ \t]")    # as icalendar unfolds content lines
-
-
-def _unfolded(text: str) -> str:
-    """The text as icalendar reads it: folding and CRLF versus LF make no difference."""
-    return _FOLD.sub("", text).replace("\r\n", "\n")
-
-
-def _uid(block: list[str]) -> str | None:
-    """The block's one plain UID, or None (none, given twice, with parameters or escapes)."""
-    props = _properties(block)
-    uid = props.get("UID", "")
-    if not uid or "\\" in uid:
+def _uid(block: str) -> str | None:
+    """The block's one plain UID, or None (none, two, with parameters or escapes, or very long)."""
+    found = _UID.findall(block)
+    if len(found) != 1 or not found[0].startswith(":"):
+        return None
+    uid = _FOLD.sub("", found[0][1:]).strip()
+    if not uid or "\\" in uid or len(uid) > 400:
         return None
     return uid
 
