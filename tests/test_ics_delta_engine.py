@@ -104,3 +104,42 @@ def test_changes_are_applied_as_deltas_and_match_a_full_parse(practice: Practice
     assert [s["trigger"] for s in ours if s["client"] == "Omar Haddad"][:1] == ["cancelled"]
     rows = {r[0]: r for r in _sessions(practice)}
     assert rows["jane-series@20261103T150000Z"][4] == "cancelled"     # Jane comes back next week
+
+
+def _degraded(p: Practice) -> str | None:
+    engine = sa.create_engine(_url(p))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT degraded FROM calendars")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_the_breaker_weighs_a_delta_against_the_whole_window(practice: Practice, tmp_path: Path,
+                                                             capsys: Any) -> None:
+    """A delta loads only its rows; the breaker still counts every session in the window."""
+    twin = make_practice(tmp_path / "twin")
+    people = ["Jane Doe", "Omar Haddad", "Chris Park", "Mia Stone"]
+    events = [Ev(f"s-{i}", local(2026, 11, 9 + i, 9), local(2026, 11, 9 + i, 10), people[i % 4]) for i in range(12)]
+    for p in (practice, twin):
+        p.calendar(events)
+        assert p.once(T0) == 0
+    for p in (practice, twin):     # 4 of 12 upcoming sessions vanish: over the 30 % breaker
+        p.calendar(events[4:])
+    _forget(twin)
+    capsys.readouterr()
+    assert practice.once(T0 + timedelta(hours=1)) == 1        # held: reported as degraded
+    assert "(changes)" in capsys.readouterr().err
+    assert twin.once(T0 + timedelta(hours=1)) == 1
+    held = _degraded(practice)
+    assert held and "4 events vanished at once, 33 % of the upcoming sessions" in held
+    assert held == _degraded(twin)
+    assert _sessions(practice) == _sessions(twin)
+    for p in (practice, twin):     # only 2 of 12: applied, each a cancellation
+        p.calendar(events[2:])
+    _forget(twin)
+    assert practice.once(T0 + timedelta(hours=2)) == 0
+    assert twin.once(T0 + timedelta(hours=2)) == 0
+    assert _degraded(practice) is None and _degraded(twin) is None
+    assert _sessions(practice) == _sessions(twin)
+    assert [r[4] for r in _sessions(practice)][:2] == ["cancelled", "cancelled"]

@@ -188,14 +188,21 @@ class Engine:
 
     def _apply(self, conn: Any, name: str, row: dict[str, Any], result: Any, now: datetime,
                window: Window) -> PollResult:
-        prev = session_store.load(conn, name)
+        counts = None
+        if result.complete:
+            prev = session_store.load(conn, name)
+        else:       # a delta: only the rows of what it names, and the window's counts for the breaker
+            prev = session_store.load_some(conn, name, {o.key for o in result.occurrences},
+                                           {o.uid for o in result.occurrences})
+            counts = session_store.window_counts(conn, name, window.start, window.end, now)
         first_seen = datetime.fromisoformat(row["first_seen_at"].replace("Z", "+00:00")) \
             if row["first_seen_at"] else now
         last_poll = datetime.fromisoformat(row["last_ok_at"].replace("Z", "+00:00")) if row["last_ok_at"] else None
         ctx = detect.Context(calendar=name, now=now, window=window, baseline=row["first_seen_at"] is None,
                              first_seen_at=first_seen, prev_poll_at=last_poll, rules=self.config.detection,
                              directory=self.directory, therapist_email=self.config.practice.therapist_email,
-                             unreadable=frozenset(result.unreadable), absences=absences.load(conn))
+                             unreadable=frozenset(result.unreadable), absences=absences.load(conn),
+                             window_counts=counts)
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))
