@@ -40,45 +40,49 @@ class Feed:
         return "".join([self.before, *(b for uid in uids for b in self.groups[uid].blocks), self.after])
 
 
-_CALENDAR = re.compile(r"^(BEGIN|END):VCALENDAR\r?$", re.MULTILINE | re.IGNORECASE)
-_EVENT = re.compile(r"^(BEGIN|END):VEVENT\r?$", re.MULTILINE | re.IGNORECASE)
 _NESTING = re.compile(r"^(BEGIN|END):", re.MULTILINE | re.IGNORECASE)
-_UID = re.compile(r"^UID([;:][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.MULTILINE | re.IGNORECASE)
 _FOLD = re.compile(r"\r?\n[ \t]")
+_WORDS = ("begin:vevent", "end:vevent", "vcalendar", "\nuid")
 
 
 def split_feed(text: str) -> Feed | None:
-    """``text`` (one VCALENDAR, as ``IcsSource`` prepared it) in parts, or None when unsure."""
-    cal = list(_CALENDAR.finditer(text))
-    if len(cal) != 2 or cal[0].start() != 0 or cal[0].group(1).upper() != "BEGIN" \
-            or cal[1].group(1).upper() != "END":
-        return None                           # several calendars: each is read on its own
-    end = cal[1].start()
+    """``text`` (one VCALENDAR, as ``IcsSource`` prepared it) in parts, or None when unsure.
+
+    Plain string searches, for speed: the words it looks for must be in upper case (as every
+    calendar program writes them), or the whole feed is left to icalendar."""
+    low = text.lower()
+    if any(low.count(w) != text.count(w.upper()) for w in _WORDS) or text.count("VCALENDAR") != 2 \
+            or not text.startswith("BEGIN:VCALENDAR"):
+        return None                           # several calendars, odd case: each is read on its own
+    end = text.rfind("\nEND:VCALENDAR") + 1
+    if end <= 0:
+        return None
     frame: list[str] = []
     groups: dict[str, Group] = {}
-    done, depth, begin = 0, 0, -1
-    for m in _EVENT.finditer(text, 0, end):
-        if m.group(1).upper() == "BEGIN":
-            if begin >= 0:
-                return None
-            piece = text[done:m.start()]
-            if ":" in piece:
-                depth += sum(1 if n.group(1).upper() == "BEGIN" else -1 for n in _NESTING.finditer(piece))
-            if depth != 1:                    # a VEVENT inside another component: unusual
-                return None
-            frame.append(piece)
-            begin = m.start()
-        else:
-            if begin < 0:
-                return None
-            done = m.end() + (text[m.end():m.end() + 1] == "\n")
-            block = text[begin:done]
-            uid = _uid(block)
-            if uid is None:
-                return None
-            groups.setdefault(uid, Group()).add(block)
-            begin = -1
-    if begin >= 0:
+    done, depth = 0, 0
+    begin = text.find("\nBEGIN:VEVENT", 0, end) + 1
+    while begin > 0:
+        close = text.find("\nEND:VEVENT", begin, end) + 1
+        after = text.find("\nBEGIN:VEVENT", begin, end) + 1
+        if close <= 0 or 0 < after < close or not text.startswith(("\r\n", "\n"), begin + 12):
+            return None
+        stop = text.find("\n", close) + 1
+        if stop <= 0 or text[close + 10:stop].rstrip("\r\n"):
+            return None                       # END:VEVENT with more on its line
+        piece = text[done:begin]
+        if ":" in piece:
+            depth += sum(1 if n.group(1).upper() == "BEGIN" else -1 for n in _NESTING.finditer(piece))
+        if depth != 1:                        # a VEVENT inside another component: unusual
+            return None
+        frame.append(piece)
+        block = text[begin:stop]
+        uid = _uid(block)
+        if uid is None:
+            return None
+        groups.setdefault(uid, Group()).add(block)
+        done = stop
+        begin = after
+    if "VEVENT" in text[done:end]:
         return None
     frame.append(text[done:end])
     before = "".join(frame)
@@ -88,11 +92,14 @@ def split_feed(text: str) -> Feed | None:
 
 
 def _uid(block: str) -> str | None:
-    """The block's one plain UID, or None (none, two, with parameters or escapes, or very long)."""
-    found = _UID.findall(block)
-    if len(found) != 1 or not found[0].startswith(":"):
+    """The block's one plain UID (None: none or two, with parameters or escapes, very long)."""
+    at = block.find("\nUID:") + 1
+    if at <= 0 or block.find("\nUID", at) >= 0 or block.count("\nUID") != 1:
         return None
-    uid = _FOLD.sub("", found[0][1:]).strip()
+    stop = block.find("\n", at)
+    while block[stop + 1:stop + 2] in (" ", "\t"):
+        stop = block.find("\n", stop + 1)
+    uid = _FOLD.sub("", block[at + 4:stop]).strip()
     if not uid or "\\" in uid or len(uid) > 400:
         return None
     return uid
