@@ -14,6 +14,10 @@ Times are the best of ``--repeat`` runs (``time.perf_counter``); peak memory is
 (on by default) an HTTP variant served from 127.0.0.1 with an ETag: cold poll,
 unchanged poll answered 304, and unchanged poll answered 200 with the same body.
 
+Then the ratio tables of bench_ratios.py (one-change, unchanged and cold poll over the bare
+parse, median of ``--runs`` alternating runs) for ``--ratios`` sizes (default ``--events``), on
+the one-off export and on a practice-style export of weekly series with overrides.
+
 Exit status: 1 if the unchanged poll costs more than 1 % of the bare parse (the
 one hard requirement), else 0; ``--no-limit`` prints the verdict and exits 0.  Usage:
 ``.venv/bin/python benchmarks/bench_poll.py [--events 5000] [--repeat 3] [--no-http]``
@@ -36,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_ratios
 import generate
 from harness import (
     CALENDAR,
@@ -53,11 +58,19 @@ LIMIT = 0.01  # unchanged poll / bare parse
 
 
 # -- the run -------------------------------------------------------------------------------
-def run(events: int, repeat: int, http: bool, out: Callable[[str], None] = print, limit: bool = True) -> int:
+def run(events: int, repeat: int, http: bool, out: Callable[[str], None] = print, limit: bool = True,
+        ratios: list[int] | None = None, runs: int = 5, legacy: bool = True) -> int:
+    """The table below, then the ratio tables (bench_ratios.py) for ``ratios`` sizes."""
     logging.disable(logging.CRITICAL)   # measure the work, not log formatting
     tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
     try:
-        return _run(tmp, events, repeat, http, out, limit)
+        status = _run(tmp, events, repeat, http, out, limit) if legacy else 0
+        for size in ratios if ratios is not None else [events]:
+            for kind in ("one-offs", "series"):
+                folder = tmp / f"ratios-{kind}-{size}"
+                out("")
+                bench_ratios.report(size, kind, runs, bench_ratios.measure(folder, size, kind, runs), out)
+        return status
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         logging.disable(logging.NOTSET)
@@ -257,13 +270,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-http", dest="http", action="store_false", help="skip the loopback HTTP variant")
     ap.add_argument("--no-limit", dest="limit", action="store_false",
                     help="print the verdict but exit 0 whatever the timings (the smoke test: no timing asserted)")
+    ap.add_argument("--ratios", metavar="SIZES", help="sizes for the ratio tables, e.g. 5000,50000 "
+                    "(default: --events); one-offs and series exports, median of --runs")
+    ap.add_argument("--runs", type=int, default=5, help="alternating runs of the ratio tables (>= 5)")
+    ap.add_argument("--ratios-only", action="store_true", help="skip the table above, print the ratios")
     ap.add_argument("--memory-probe", nargs=2, metavar=("WHAT", "FOLDER"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.memory_probe:
         return memory_probe(a.memory_probe[0], Path(a.memory_probe[1]))
     if a.events < 10 or a.repeat < 1:
         ap.error("--events must be >= 10 and --repeat >= 1")
-    return run(a.events, a.repeat, a.http, limit=a.limit)
+    sizes = [int(x) for x in a.ratios.split(",")] if a.ratios else None
+    return run(a.events, a.repeat, a.http, limit=a.limit, ratios=sizes, runs=max(a.runs, 1),
+               legacy=not a.ratios_only)
 
 
 if __name__ == "__main__":
