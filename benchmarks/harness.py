@@ -128,6 +128,7 @@ def timed_poll(practice: Practice, split: Split | None = None) -> tuple[float, P
             src._expand = split.wrap("expand", src._expand)       # type: ignore[method-assign]
             stack.enter_context(patched(detect, "reconcile", split.wrap("reconcile", detect.reconcile)))
             stack.enter_context(patched(session_store, "load", split.wrap("load", session_store.load)))
+            stack.enter_context(patched(session_store, "load_some", split.wrap("load", session_store.load_some)))
             stack.enter_context(patched(session_store, "save", split.wrap("save", session_store.save)))
         with stack:
             gc.collect()
