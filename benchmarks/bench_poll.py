@@ -65,11 +65,7 @@ def run(events: int, repeat: int, http: bool, out: Callable[[str], None] = print
     tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
     try:
         status = _run(tmp, events, repeat, http, out, limit) if legacy else 0
-        for size in ratios if ratios is not None else [events]:
-            for kind in ("one-offs", "series"):
-                folder = tmp / f"ratios-{kind}-{size}"
-                out("")
-                bench_ratios.report(size, kind, runs, bench_ratios.measure(folder, size, kind, runs), out)
+        bench_ratios.run(tmp, ratios if ratios is not None else [events], runs, ["one-offs", "series"], out)
         return status
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -74,4 +74,5 @@ def run(tmp: Path, sizes: list[int], runs: int, kinds: list[str], out: Callable[
     for events in sizes:
         for kind in kinds:
             folder = tmp / f"ratios-{kind}-{events}"
+            out("")
             report(events, kind, runs, measure(folder, events, kind, runs), out)
