@@ -70,3 +70,17 @@ def test_distant_event_benchmark_runs(tmp_path: Path) -> None:
                           env={**os.environ, "TMPDIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "distant one-offs skipped" in proc.stdout
+
+
+def test_ratio_tables_run(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_poll.py"), "--ratios", "300", "--ratios-only", "--runs", "5"],
+        check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for kind in ("one-offs", "series"):
+        assert f"ratios: 300 appointments ({kind}), median of 5 alternating runs" in out, out
+    for row in ("cold poll / bare", "unchanged poll / bare", "one-change poll / bare"):
+        assert out.count(row) == 2, out
+    assert not list(tmp_path.iterdir())
