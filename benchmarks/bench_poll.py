@@ -14,6 +14,10 @@ Times are the best of ``--repeat`` runs (``time.perf_counter``); peak memory is
 (on by default) an HTTP variant served from 127.0.0.1 with an ETag: cold poll,
 unchanged poll answered 304, and unchanged poll answered 200 with the same body.
 
+Then the ratio tables of bench_ratios.py (one-change, unchanged and cold poll over the bare
+parse, median of ``--runs`` alternating runs) for ``--ratios`` sizes (default ``--events``), on
+the one-off export and on a practice-style export of weekly series with overrides.
+
 Exit status: 1 if the unchanged poll costs more than 1 % of the bare parse (the
 one hard requirement), else 0; ``--no-limit`` prints the verdict and exits 0.  Usage:
 ``.venv/bin/python benchmarks/bench_poll.py [--events 5000] [--repeat 3] [--no-http]``
@@ -36,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_ratios
 import generate
 from harness import (
     CALENDAR,
@@ -53,11 +58,15 @@ LIMIT = 0.01  # unchanged poll / bare parse
 
 
 # -- the run -------------------------------------------------------------------------------
-def run(events: int, repeat: int, http: bool, out: Callable[[str], None] = print, limit: bool = True) -> int:
+def run(events: int, repeat: int, http: bool, out: Callable[[str], None] = print, limit: bool = True,
+        ratios: list[int] | None = None, runs: int = 5, legacy: bool = True) -> int:
+    """The table below, then the ratio tables (bench_ratios.py) for ``ratios`` sizes."""
     logging.disable(logging.CRITICAL)   # measure the work, not log formatting
     tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
     try:
-        return _run(tmp, events, repeat, http, out, limit)
+        status = _run(tmp, events, repeat, http, out, limit) if legacy else 0
+        bench_ratios.run(tmp, ratios if ratios is not None else [events], runs, ["one-offs", "series"], out)
+        return status
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         logging.disable(logging.NOTSET)
@@ -132,7 +141,7 @@ def _run(tmp: Path, events: int, repeat: int, http: bool, out: Callable[[str], N
     fetch, parse_, expand = s.get("fetch", 0.0), s.get("parse", 0.0), s.get("expand", 0.0)
     detection = s.get("reconcile", 0.0)
     load, save = s.get("load", 0.0), s.get("save", 0.0)
-    rows += [("(e)   fetch: read + SHA-256", fetch - parse_, ""),
+    rows += [("(e)   fetch: read, SHA-256, split by UID, kept", fetch - parse_, "ics_groups, source_groups"),
              ("(e)   fetch: decode + Calendar.from_ical", parse_ - expand, ""),
              ("(e)   fetch: expand window + build occurrences", expand, ""),
              ("(e)   detection: detect.reconcile", detection, ""),
@@ -176,7 +185,8 @@ def _run(tmp: Path, events: int, repeat: int, http: bool, out: Callable[[str], N
     out(f"welcomeback poll benchmark: {len(gen.appointments)} events, {gen.ics.stat().st_size / 1e6:.2f} MB, "
         f"{len(gen.clients)} clients; window {window.start:%Y-%m-%d} .. {window.end:%Y-%m-%d} "
         f"(now {gen.reference:%Y-%m-%d %H:%M %Z}); best of {repeat}")
-    out(f"occurrences in window: bare {occ_bare}, welcomeback {occ_wb}; sessions stored {stored}")
+    out(f"occurrences in window: bare {occ_bare}; parsed by the one-change poll {occ_wb} "
+        f"(incremental: only the changed event); sessions stored {stored}")
     out("")
     out(f"{'measurement':<50} {'ms':>10} {'x bare':>9}  note")
     out("-" * 90)
@@ -257,13 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-http", dest="http", action="store_false", help="skip the loopback HTTP variant")
     ap.add_argument("--no-limit", dest="limit", action="store_false",
                     help="print the verdict but exit 0 whatever the timings (the smoke test: no timing asserted)")
+    ap.add_argument("--ratios", metavar="SIZES", help="sizes for the ratio tables, e.g. 5000,50000 "
+                    "(default: --events); one-offs and series exports, median of --runs")
+    ap.add_argument("--runs", type=int, default=5, help="alternating runs of the ratio tables (>= 5)")
+    ap.add_argument("--ratios-only", action="store_true", help="skip the table above, print the ratios")
     ap.add_argument("--memory-probe", nargs=2, metavar=("WHAT", "FOLDER"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.memory_probe:
         return memory_probe(a.memory_probe[0], Path(a.memory_probe[1]))
     if a.events < 10 or a.repeat < 1:
         ap.error("--events must be >= 10 and --repeat >= 1")
-    return run(a.events, a.repeat, a.http, limit=a.limit)
+    sizes = [int(x) for x in a.ratios.split(",")] if a.ratios else None
+    return run(a.events, a.repeat, a.http, limit=a.limit, ratios=sizes, runs=max(a.runs, 1),
+               legacy=not a.ratios_only)
 
 
 if __name__ == "__main__":

@@ -102,8 +102,11 @@ class Practice:
 
 
 def parse_entry(source: Any) -> str:
-    """The method IcsSource.fetch parses with (``parse_full`` in newer code, else ``parse``)."""
-    return "parse_full" if hasattr(source, "parse_full") else "parse"
+    """The method IcsSource.fetch parses with (``parse_text`` in newer code, then ``parse_full``, ``parse``)."""
+    for name in ("parse_text", "parse_full"):
+        if hasattr(source, name):
+            return name
+    return "parse"
 
 
 def checked(result: PollResult) -> PollResult:
@@ -125,6 +128,7 @@ def timed_poll(practice: Practice, split: Split | None = None) -> tuple[float, P
             src._expand = split.wrap("expand", src._expand)       # type: ignore[method-assign]
             stack.enter_context(patched(detect, "reconcile", split.wrap("reconcile", detect.reconcile)))
             stack.enter_context(patched(session_store, "load", split.wrap("load", session_store.load)))
+            stack.enter_context(patched(session_store, "load_some", split.wrap("load", session_store.load_some)))
             stack.enter_context(patched(session_store, "save", split.wrap("save", session_store.save)))
         with stack:
             gc.collect()

@@ -75,6 +75,29 @@ class FetchResult:
     complete: bool = True
     warnings: list[str] = field(default_factory=list)
     unreadable: set[str] = field(default_factory=set)   # UIDs present but damaged: never "vanished"
+    kept: dict[str, tuple[str, str] | None] | None = None   # per-event records for the store (below)
+    kept_reset: bool = False
+
+
+# Per-event records a source keeps in the store between polls (``SourceContext.memo`` reads them
+# back): id (a UID) → (hash of its text, what the source needs next time, as JSON text).  In a
+# ``FetchResult``, ``kept`` maps an id to its new record, or to None to forget it; ``kept_reset``
+# means "these are all of them" (the others are forgotten).  They are written in the same
+# transaction as ``state``, and only when the poll is applied (not while the breaker holds it).
+Memo = Callable[[str], dict[str, tuple[str, str]]]
+
+
+def apply_kept(records: dict[str, tuple[str, str]], result: FetchResult) -> None:
+    """Update ``records`` (one calendar's, in memory) with what ``result`` keeps."""
+    if result.kept is None:
+        return
+    if result.kept_reset:
+        records.clear()
+    for uid, record in result.kept.items():
+        if record is None:
+            records.pop(uid, None)
+        else:
+            records[uid] = record
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -86,6 +109,7 @@ class SourceContext:
     clock: Clock
     secret: Callable[[str], str]
     state_dir: Path
+    memo: Memo | None = None     # calendar name → its records in the store; None: nothing is kept
 
 
 class NoOptions:

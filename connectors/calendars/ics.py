@@ -2,7 +2,8 @@
 
 Unchanged content is never parsed again: a 304 from a conditional GET, or the
 same SHA-256 of the body, returns "unchanged" (re-expanded only when the
-window has moved to a new day).  Recurrences are expanded with
+window has moved to a new day).  Changed content is parsed only where it
+changed (connectors.calendars.ics_delta): the events whose text differs.  Recurrences are expanded with
 recurring-ical-events over the window; X-WR-TIMEZONE, Windows zone names and
 floating times (taken in the practice's zone) are handled.
 """
@@ -40,6 +41,8 @@ from connectors.calendars.ics_values import (
     recurring_uids,
     split_by_uid,
 )
+from connectors.calendars import ics_delta
+from connectors.calendars.ics_delta import KEPT
 from connectors.calendars.ics_split import without_distant_events
 from daemon.errors import SourceError
 
@@ -66,28 +69,18 @@ class IcsSource(CalendarSource):
         return []
 
     def fetch(self, window: Window, state: dict[str, Any]) -> FetchResult:
+        day = _day(window)
         body, new_state = self._read(state)
         if body is None:
-            return self._unchanged(window, state, new_state)
+            if state.get("window_day") == day:
+                return FetchResult(None, {**state, **new_state})
+            body, new_state = self._read({})      # a 304, but the window moved: read it again
+            assert body is not None
         digest = hashlib.sha256(body).hexdigest()
-        new_state["sha256"] = digest
-        if digest == state.get("sha256") and state.get("window_day") == _day(window):
-            new_state["window_day"] = state.get("window_day")
-            return FetchResult(None, new_state)
-        occurrences, warnings, unreadable = self.parse_full(body, window)
-        new_state["window_day"] = _day(window)
-        return FetchResult(occurrences, new_state, complete=True, warnings=warnings, unreadable=unreadable)
-
-    def _unchanged(self, window: Window, state: dict[str, Any], new_state: dict[str, Any]) -> FetchResult:
-        """A 304: nothing to parse unless the window moved to another day."""
-        if state.get("window_day") == _day(window):
-            return FetchResult(None, {**state, **new_state})
-        # The window moved: a full re-read is needed once a day.
-        body, fresh = self._read({})
-        assert body is not None
-        occurrences, warnings, unreadable = self.parse_full(body, window)
-        fresh.update(sha256=hashlib.sha256(body).hexdigest(), window_day=_day(window))
-        return FetchResult(occurrences, fresh, complete=True, warnings=warnings, unreadable=unreadable)
+        if digest == state.get("sha256") and state.get("window_day") == day:
+            return FetchResult(None, {**{k: v for k, v in state.items() if k in KEPT}, **new_state})
+        new_state.update(sha256=digest, window_day=day)
+        return ics_delta.poll(self, body, window, state, new_state)
 
     # -- reading -----------------------------------------------------------------
     def _read(self, state: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
@@ -129,7 +122,15 @@ class IcsSource(CalendarSource):
         """Occurrences, warnings, and the UIDs of events too damaged to read; raises SourceError.
 
         ``skip_distant`` sets aside, unparsed, one-off events that cannot reach the window."""
-        where = self.display_source if self.is_url else str(self.path())
+        return self.parse_text(self.prepare(body), window, skip_distant=skip_distant)
+
+    @property
+    def where(self) -> str:
+        return self.display_source if self.is_url else str(self.path())
+
+    def prepare(self, body: bytes) -> str:
+        """The feed's text, one calendar at least, checked whole; raises SourceError."""
+        where = self.where
         if len(body) > MAX_BYTES:
             raise SourceError(self.name, where, f"larger than {MAX_BYTES // 2**20} MiB")
         text = body.decode("utf-8-sig", errors="replace").lstrip()
@@ -143,6 +144,12 @@ class IcsSource(CalendarSource):
         if not _ends_every_calendar(text):
             # A cut-off download: reading what is there would make the rest look deleted.
             raise SourceError(self.name, where, "truncated: no END:VCALENDAR at the end (a partial download?)")
+        return text
+
+    def parse_text(self, text: str, window: Window, *, skip_distant: bool = True
+                   ) -> tuple[list[Occurrence], list[str], set[str]]:
+        """:meth:`parse_full` of text that :meth:`prepare` returned."""
+        where = self.where
         if skip_distant:
             text = without_distant_events(text, window)    # history icalendar need not read
         try:

@@ -35,6 +35,7 @@ from daemon.engine.places import state_dir, store_url
 from daemon.engine.replicas import Replicas
 from daemon.errors import SourceError, UserError
 from daemon.model import Client, Trigger
+from daemon.store import groups as group_store
 from daemon.store import sessions as session_store
 from daemon.store.db import Store
 from daemon.store.lock import FileLock
@@ -100,8 +101,14 @@ class Engine:
 
     def _source(self, cal: CalendarConfig) -> CalendarSource:
         ctx = SourceContext(base_dir=self.config.base_dir, timezone=self.config.practice.timezone,
-                            clock=self.clock, secret=secrets.lookup, state_dir=state_dir(self.config))
+                            clock=self.clock, secret=secrets.lookup, state_dir=state_dir(self.config),
+                            memo=self._memo)
         return SOURCES.load(cal.kind)(cal.name, cal.source, cal.options, ctx, timeout=cal.timeout.seconds or 30.0)
+
+    def _memo(self, calendar: str) -> dict[str, tuple[str, str]]:
+        """What a source kept per event at the last applied poll (daemon.store.groups)."""
+        with self.store.transaction() as conn:
+            return group_store.load(conn, calendar)
 
     def _channel(self, registry: Any, cfg: Any) -> Channel:
         p = self.config.practice
@@ -182,12 +189,19 @@ class Engine:
         with self.store.transaction() as conn:
             if result.occurrences is None:
                 self._calendar_ok(conn, name, now, result.state, row)
+                group_store.save(conn, name, result)
                 return PollResult(name, True)
             return self._apply(conn, name, row, result, now, window)
 
     def _apply(self, conn: Any, name: str, row: dict[str, Any], result: Any, now: datetime,
                window: Window) -> PollResult:
-        prev = session_store.load(conn, name)
+        counts = None
+        if result.complete:
+            prev = session_store.load(conn, name)
+        else:       # a delta: only the rows of what it names, and the window's counts for the breaker
+            prev = session_store.load_some(conn, name, {o.key for o in result.occurrences},
+                                           {o.uid for o in result.occurrences})
+            counts = session_store.window_counts(conn, name, window.start, window.end, now)
         first_seen = datetime.fromisoformat(row["first_seen_at"].replace("Z", "+00:00")) \
             if row["first_seen_at"] else now
         last_poll = datetime.fromisoformat(row["last_ok_at"].replace("Z", "+00:00")) if row["last_ok_at"] else None
@@ -197,7 +211,7 @@ class Engine:
                              staff=frozenset(t.email.lower() for t in self.config.therapists),
                              unreadable=frozenset(result.unreadable),
                              absences=absences.load(conn, self.config.same_therapist(name)),
-                             chosen=choices.load(conn, name))
+                             chosen=choices.load(conn, name), window_counts=counts)
         outcome = detect.reconcile(prev, result.occurrences, result.complete, ctx)
         log.debug("calendar %s: %d session(s) seen, %d gone, %d trigger(s)", name, len(outcome.rows),
                   len(outcome.gone), len(outcome.triggers))
@@ -215,6 +229,7 @@ class Engine:
         conn.execute(calendars.update().where(calendars.c.name == name).values(
             first_seen_at=row["first_seen_at"] or ts(now)))
         self._calendar_ok(conn, name, now, result.state, row)
+        group_store.save(conn, name, result)
         planned = self._plan(conn, name, outcome.triggers, now)
         return PollResult(name, True, triggers=planned)
 

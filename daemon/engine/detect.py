@@ -50,6 +50,8 @@ class Context:
     events: dict[str, datetime | None] = field(default_factory=dict)   # UID → booked_at (set by reconcile)
     identities: dict[Any, Any] = field(default_factory=dict)   # (title, attendees) → client, once per reconcile
     chosen: dict[str, str] = field(default_factory=dict)   # UID → the client the therapist chose (ambiguous events)
+    # (present sessions in the window, active upcoming ones) when ``prev`` holds only a delta's rows
+    window_counts: tuple[int, int] | None = None
 
 
 @dataclass
@@ -239,24 +241,27 @@ def _breaker(prev: dict[str, SessionRow], vanished: set[str], whole: set[str],
     that suddenly drops history and future alike)."""
     if ctx.baseline:
         return ""
-    shown = [p for p in prev.values() if p.present and ctx.window.start <= p.start < ctx.window.end]
-    upcoming = [p for p in shown if p.status == "active" and p.start > ctx.now]
-    if complete and not occurrences and shown:
-        return f"the feed came back with no events; {len(shown)} session(s) held"
+    if ctx.window_counts is None:
+        shown = [p for p in prev.values() if p.present and ctx.window.start <= p.start < ctx.window.end]
+        n_shown, n_upcoming = len(shown), sum(1 for p in shown if p.status == "active" and p.start > ctx.now)
+    else:
+        n_shown, n_upcoming = ctx.window_counts
+    if complete and not occurrences and n_shown:
+        return f"the feed came back with no events; {n_shown} session(s) held"
     lost = [prev[k] for k in whole]
     lost_upcoming = [p for p in lost if p.status == "active" and p.start > ctx.now]
-    for part, base, of in ((lost_upcoming, upcoming, "the upcoming sessions"),
-                           (lost, shown, "the calendar's sessions")):
+    for part, base, of in ((lost_upcoming, n_upcoming, "the upcoming sessions"),
+                           (lost, n_shown, "the calendar's sessions")):
         if _trips(part, base, ctx.rules):
-            share = round(100 * len(part) / len(base))
+            share = round(100 * len(part) / base)
             return (f"{len({p.uid for p in part})} events vanished at once, {share} % of {of} "
                     f"(breaker at {round(ctx.rules.vanish_breaker * 100)} %); no cancellations inferred")
     return ""
 
 
-def _trips(lost: list[SessionRow], base: list[SessionRow], rules: Detection) -> bool:
+def _trips(lost: list[SessionRow], base: int, rules: Detection) -> bool:
     events = {p.uid for p in lost}
-    return bool(base) and len(events) >= rules.vanish_breaker_min and len(lost) > rules.vanish_breaker * len(base)
+    return bool(base) and len(events) >= rules.vanish_breaker_min and len(lost) > rules.vanish_breaker * base
 
 
 def _known_events(prev: dict[str, SessionRow]) -> dict[str, datetime | None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +13,8 @@ from daemon import rules
 from daemon.model import SessionRow
 from daemon.rules import Missed
 from daemon.store.tables import dt, sessions, ts
+
+CHUNK = 500
 
 
 def _from_db(r: Any) -> SessionRow:
@@ -38,6 +40,29 @@ def _to_db(row: SessionRow) -> dict[str, Any]:
 def load(conn: Connection, calendar: str) -> dict[str, SessionRow]:
     rows = conn.execute(sa.select(sessions).where(sessions.c.calendar == calendar)).all()
     return {r.key: _from_db(r) for r in rows}
+
+
+def load_some(conn: Connection, calendar: str, keys: set[str], uids: set[str]) -> dict[str, SessionRow]:
+    """The calendar's sessions with one of ``keys`` or of one of the events ``uids`` (a delta's)."""
+    out: dict[str, SessionRow] = {}
+    for column, values in ((sessions.c.key, sorted(keys)), (sessions.c.uid, sorted(uids))):
+        for i in range(0, len(values), CHUNK):
+            rows = conn.execute(sa.select(sessions).where(sessions.c.calendar == calendar,
+                                                          column.in_(values[i:i + CHUNK]))).all()
+            out.update((r.key, _from_db(r)) for r in rows if r.key not in out)
+    return out
+
+
+def window_counts(conn: Connection, calendar: str, start: datetime, end: datetime,
+                  now: datetime) -> tuple[int, int]:
+    """(present sessions starting in [start, end), the active ones among them after ``now``):
+    what the vanish breaker weighs a delta against when only its rows were loaded."""
+    shown = sa.and_(sessions.c.calendar == calendar, sessions.c.present.is_(True),
+                    sessions.c.start >= ts(start), sessions.c.start < ts(end))
+    n = conn.execute(sa.select(sa.func.count()).select_from(sessions).where(shown)).scalar_one()
+    upcoming = conn.execute(sa.select(sa.func.count()).select_from(sessions).where(
+        shown, sessions.c.status == "active", sessions.c.start > ts(now))).scalar_one()
+    return int(n), int(upcoming)
 
 
 def get(conn: Connection, calendar: str, key: str) -> SessionRow | None:

@@ -210,6 +210,8 @@ def ts(value: datetime | None) -> str | None:
 def dt(value: str | None) -> datetime | None:
     if not value:
         return None
+    if len(value) == 27 and value[-1] == "Z" and value[10] == "T":
+        return datetime.fromisoformat(value)    # the form ts() writes, ~40x faster than strptime
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
 
@@ -244,4 +246,13 @@ leases = sa.Table(        # one row per calendar: which replica polls it until w
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("holder", sa.String(80), nullable=False),
     sa.Column("expires_at", sa.String(40), nullable=False),
+)
+
+
+source_groups = sa.Table(  # per event (UID) of an iCal feed: what its next incremental poll needs
+    "source_groups", metadata,        # (connectors/calendars/ics_delta.py; daemon/store/groups.py)
+    sa.Column("calendar", sa.String(200), primary_key=True),
+    sa.Column("uid", sa.String(500), primary_key=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
 )

@@ -1,0 +1,78 @@
+"""The poll's costs as ratios to a bare parse, for the incremental iCal goals (issue 11).
+
+For each size and each kind of export (``one-offs``: generate.py, one VEVENT per appointment;
+``series``: generate_series.py, weekly RRULE courses with overrides), ``runs`` alternating
+rounds of, in this order: (a) a bare parse + window query, (b) a cold poll (fresh store),
+(c) an unchanged poll and (d) a one-change poll (one upcoming appointment cancelled), each (b)-(d)
+with a fresh Engine (construction untimed) on the store the cold poll left.  Alternating keeps a
+busy machine's drift out of the ratios; the medians are reported.  Goals: one-change <= 0.05,
+unchanged <= 0.01, cold <= 1.2 of the bare parse.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import generate
+import generate_series
+from harness import Practice, bare, timed_poll
+
+GOALS = {"cold": 1.2, "unchanged": 0.01, "one-change": 0.05}
+
+
+def measure(folder: Path, events: int, kind: str, runs: int) -> dict[str, list[float]]:
+    """Seconds of each measurement per run."""
+    if kind == "series":
+        export = generate_series.generate_series(folder, events=events)
+        gen, changed = export.generated, export.one_cancelled()
+    else:
+        gen = generate.generate(folder, events=events)
+        from bench_poll import pick_target
+
+        changed = gen.changed(pick_target(gen), status="CANCELLED")
+    body = gen.ics.read_bytes()
+    p = Practice(gen, gen.config)
+    window = p.window()
+    base = folder / "cold.db"
+    out: dict[str, list[float]] = {"bare": [], "cold": [], "unchanged": [], "one-change": []}
+    for _ in range(runs):
+        gc.collect()
+        _, parse_s, query_s = bare(body, window)
+        out["bare"].append(parse_s + query_s)
+        gen.ics.write_bytes(body)
+        p.reset_store()
+        out["cold"].append(timed_poll(p)[0])
+        p.snapshot(base)
+        out["unchanged"].append(timed_poll(p)[0])
+        p.reset_store(base)
+        gen.ics.write_bytes(changed)
+        out["one-change"].append(timed_poll(p)[0])
+    gen.ics.write_bytes(body)
+    return out
+
+
+def report(events: int, kind: str, runs: int, seconds: dict[str, list[float]],
+           out: Callable[[str], None] = print) -> None:
+    bare_s = statistics.median(seconds["bare"])
+    out(f"ratios: {events} appointments ({kind}), median of {runs} alternating runs; "
+        f"bare parse {bare_s * 1e3:.0f} ms")
+    for name, goal in GOALS.items():
+        med = statistics.median(seconds[name])
+        pairs = statistics.median(s / b for s, b in zip(seconds[name], seconds["bare"]))
+        verdict = "meets" if med / bare_s <= goal else "misses"
+        out(f"  {name + ' poll / bare':<24} {med / bare_s:8.4f}  ({med * 1e3:8.1f} ms; median of per-run "
+            f"ratios {pairs:.4f}; goal <= {goal}: {verdict})")
+
+
+def run(tmp: Path, sizes: list[int], runs: int, kinds: list[str], out: Callable[[str], None] = print) -> None:
+    for events in sizes:
+        for kind in kinds:
+            folder = tmp / f"ratios-{kind}-{events}"
+            out("")
+            report(events, kind, runs, measure(folder, events, kind, runs), out)

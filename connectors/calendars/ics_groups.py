@@ -1,0 +1,113 @@
+"""A feed split into its top-level parts without a full parse, for incremental polls.
+
+One VCALENDAR's text becomes: its *frame* (the calendar's own properties, its VTIMEZONEs and
+any other components, and what trails END:VCALENDAR) and its *groups*: the VEVENT blocks of one
+UID (a series with its RECURRENCE-ID overrides, or a single event), each with a SHA-256 of its
+text.  A group whose hash is unchanged since the last poll yields what it yielded then; only the
+others are given to icalendar.  Anything this scanner is unsure of (several calendars, unusual
+nesting, a block without a plain UID, a UID with escapes) gives None: the caller parses the
+whole feed, which is always correct.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Group:
+    blocks: list[str] = field(default_factory=list)    # each VEVENT block's text, in feed order
+    hash: str = ""                                      # SHA-256 of the blocks' exact text
+
+    def add(self, block: str) -> None:
+        self.blocks.append(block)
+        h = hashlib.sha256(self.hash.encode())
+        h.update(block.encode("utf-8", "surrogatepass"))
+        self.hash = h.hexdigest()
+
+
+@dataclass
+class Feed:
+    before: str                      # the calendar up to END:VCALENDAR, its VEVENT blocks taken out
+    after: str                       # END:VCALENDAR and what trails it
+    frame: str                       # SHA-256 of everything that is not a VEVENT block
+    groups: dict[str, Group]         # UID → its blocks
+
+    def text_of(self, uids: list[str]) -> str:
+        """A calendar of the frame (properties, time zones) and only these groups' events."""
+        return "".join([self.before, *(b for uid in uids for b in self.groups[uid].blocks), self.after])
+
+
+_NESTING = re.compile(r"^(BEGIN|END):", re.MULTILINE | re.IGNORECASE)
+_FOLD = re.compile(r"\r?\n[ \t]")
+_WORDS = ("begin:vevent", "end:vevent", "vcalendar", "\nuid")
+
+
+def split_feed(text: str) -> Feed | None:
+    """``text`` (one VCALENDAR, as ``IcsSource`` prepared it) in parts, or None when unsure.
+
+    Plain string searches, for speed: the words it looks for must be in upper case (as every
+    calendar program writes them), or the whole feed is left to icalendar."""
+    low = text.lower()
+    if any(low.count(w) != text.count(w.upper()) for w in _WORDS) or text.count("VCALENDAR") != 2 \
+            or not text.startswith("BEGIN:VCALENDAR"):
+        return None                           # several calendars, odd case: each is read on its own
+    end = text.rfind("\nEND:VCALENDAR") + 1
+    if end <= 0:
+        return None
+    frame: list[str] = []
+    groups: dict[str, Group] = {}
+    done, depth = 0, 0
+    begin = text.find("\nBEGIN:VEVENT", 0, end) + 1
+    while begin > 0:
+        close = text.find("\nEND:VEVENT", begin, end) + 1
+        after = text.find("\nBEGIN:VEVENT", begin, end) + 1
+        if close <= 0 or 0 < after < close or not text.startswith(("\r\n", "\n"), begin + 12):
+            return None
+        stop = text.find("\n", close) + 1
+        if stop <= 0 or text[close + 10:stop].rstrip("\r\n"):
+            return None                       # END:VEVENT with more on its line
+        piece = text[done:begin]
+        if ":" in piece:
+            depth += sum(1 if n.group(1).upper() == "BEGIN" else -1 for n in _NESTING.finditer(piece))
+        if depth != 1:                        # a VEVENT inside another component: unusual
+            return None
+        frame.append(piece)
+        block = text[begin:stop]
+        uid = _uid(block)
+        if uid is None:
+            return None
+        groups.setdefault(uid, Group()).add(block)
+        done = stop
+        begin = after
+    if "VEVENT" in text[done:end]:
+        return None
+    frame.append(text[done:end])
+    before = "".join(frame)
+    h = hashlib.sha256(before.encode("utf-8", "surrogatepass"))
+    h.update(text[end:].encode("utf-8", "surrogatepass"))
+    return Feed(before=before, after=text[end:], frame=h.hexdigest(), groups=groups)
+
+
+def _uid(block: str) -> str | None:
+    """The block's one plain UID (None: none or two, with parameters or escapes, very long)."""
+    at = block.find("\nUID:") + 1
+    if at <= 0 or block.find("\nUID", at) >= 0 or block.count("\nUID") != 1:
+        return None
+    stop = block.find("\n", at)
+    while block[stop + 1:stop + 2] in (" ", "\t"):
+        stop = block.find("\n", stop + 1)
+    uid = _FOLD.sub("", block[at + 4:stop]).strip()
+    if not uid or "\\" in uid or len(uid) > 400:
+        return None
+    return uid
+
+
+def fingerprint(hashes: list[str]) -> str:
+    """One value for a set of group hashes, independent of order (XOR of their first 64 bits)."""
+    x = 0
+    for h in hashes:
+        x ^= int(h[:16], 16)
+    return f"{len(hashes)}:{x:016x}"
