@@ -4,6 +4,8 @@ run-time guards live in daemon.templating.sandbox."""
 
 from __future__ import annotations
 
+import functools
+
 import re
 from typing import Any, Callable
 
@@ -174,9 +176,11 @@ def _const_problem(value: Any) -> str | None:
     return f"a {type(value).__name__} literal is not allowed in templates"
 
 
+@functools.lru_cache(maxsize=256)
 def _parse(source: str, filename: str) -> nodes.Template:
     """The tree of ``source`` as the sandbox's own environment parses it (imported here, not at
-    the top: the sandbox takes its allowlists from this module)."""
+    the top: the sandbox takes its allowlists from this module).  Kept per text: every step of
+    a dispatch renders the same few templates, and the checks only read the tree."""
     from daemon.templating.sandbox import environment
 
     return environment().parse(source, filename=filename)

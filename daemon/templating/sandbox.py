@@ -124,6 +124,16 @@ class SandboxEnv(ImmutableSandboxedEnvironment):
         super().__init__(*args, **kwargs)
         self.render_clock = render_clock
         self.render_budget = render_budget
+        self._compiled: dict[str, Any] = {}    # source → compiled template (a dispatch renders few)
+
+    def compiled(self, source: str) -> Any:
+        """``from_string(source)``, compiled once per text for this environment."""
+        template = self._compiled.get(source)
+        if template is None:
+            if len(self._compiled) >= 128:
+                self._compiled.clear()
+            template = self._compiled[source] = self.from_string(source)
+        return template
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         raise SecurityError(f"arithmetic ('{operator_}') is not allowed in templates")
@@ -169,7 +179,7 @@ def sandboxed_render(env: SandboxEnv, source: str, filename: str, context: dict[
     try:
         out: list[str] = []
         size = 0
-        for chunk in env.from_string(source).generate(**context):
+        for chunk in env.compiled(source).generate(**context):
             size += len(chunk)
             if size > MAX_OUTPUT:
                 raise TemplateError(f"{filename}: the rendered text is longer than {MAX_OUTPUT} characters")
