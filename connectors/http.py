@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
 
 log = logging.getLogger(__name__)
 USER_AGENT = "welcomeback/0.1 (+calendar follow-up service)"
@@ -44,6 +43,8 @@ def get(url: str, *, headers: dict[str, str] | None = None, timeout: float = 30.
 
     Raises requests.RequestException when every attempt failed at the transport level.
     """
+    import requests           # here, not at the top: most commands never fetch
+
     merged = {"User-Agent": USER_AGENT, **(headers or {})}
     last_exc: Exception | None = None
     for attempt in range(attempts):

@@ -20,9 +20,6 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import icalendar
-import recurring_ical_events
-import requests
 
 from connectors import http
 from connectors.calendars.base import (
@@ -99,6 +96,8 @@ class IcsSource(CalendarSource):
             headers["If-None-Match"] = state["etag"]
         if state.get("last_modified"):
             headers["If-Modified-Since"] = state["last_modified"]
+        import requests       # here, not at the top: `status` and `check` never fetch
+
         try:
             resp = http.get(url, headers=headers, timeout=self.timeout, attempts=2)
         except requests.RequestException as exc:
@@ -152,6 +151,8 @@ class IcsSource(CalendarSource):
         where = self.where
         if skip_distant:
             text = without_distant_events(text, window)    # history icalendar need not read
+        import icalendar      # here, not at the top: `status` and `check` never parse
+
         try:
             with _quiet():
                 calendars = icalendar.Calendar.from_ical(text, multiple=True)
@@ -205,6 +206,8 @@ class IcsSource(CalendarSource):
 
     def _expand_all(self, cal: Any, window: Window, where: str, recurring: set[str],
                     warnings: list[str], unreadable: set[str]) -> list[Occurrence]:
+        import recurring_ical_events
+
         try:
             query = recurring_ical_events.of(cal, skip_bad_series=True)
             skipped = _skipped_series(cal, query)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-import icalendar
 
 from connectors.calendars.base import (
     Attendee,
@@ -23,6 +22,8 @@ def split_by_uid(cal: Any) -> list[Any]:
             groups.setdefault(str(c.get("UID") or id(c)), []).append(c)
     out = []
     for members in groups.values():
+        import icalendar
+
         part = icalendar.Calendar()
         for k, v in cal.items():
             part[k] = v
