@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import signal
+import threading
 import sys
 from typing import Any
 
@@ -49,19 +50,21 @@ def serve(args: argparse.Namespace) -> int:
     engine = Engine(cfg, SystemClock(), acquire_lock=False)
     try:
         server = Server(build(engine, cfg.web), listen, cfg.web, cfg.base_dir)
-        signal.signal(signal.SIGTERM, _interrupt)
+        # the server runs on its own thread; the main thread only waits for SIGTERM or Ctrl+C,
+        # so a signal never lands inside the server's loop or a TLS handshake
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         scheme = "https" if server.tls else "http"
+        server.start()
         print(f"the console is at {scheme}://{listen.host}:{server.port}/ (Ctrl+C to stop)", flush=True)
         try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+            while not stop.wait(0.5):
+                if not server.running():
+                    break
         finally:
             server.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
         engine.close()
     return 0
-
-
-def _interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt   # SIGTERM stops the foreground console as Ctrl+C does

@@ -150,6 +150,10 @@ class Server:
         self._thread = threading.Thread(target=self.serve_forever, name="welcomeback-web", daemon=True)
         self._thread.start()
 
+    def running(self) -> bool:
+        """Whether the server thread is still serving (it ends when the socket fails)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self.server.stop()
         if self._thread:
