@@ -12,86 +12,37 @@ time over the steps sent.  The outbox write (one .eml file each, fsynced) is par
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import logging
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from missed import TUESDAY, all_missed, config_text, directory  # noqa: E402
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
-NY = ZoneInfo("America/New_York")
-CONFIG = """
-[practice]
-name = "Bench Counselling"
-therapist = "Ana Bench"
-therapist_email = "ana@bench.example"
-timezone = "America/New_York"
-working_hours = "Mon-Fri 09:00-17:00"
-
-[store]
-{store}
-
-[[calendars]]
-name = "main"
-kind = "ics"
-source = "practice.ics"
-
-[clients]
-directory = "clients.csv"
-
-[cadence]
-steps = [{{ channel = "email", after = "1 business day", template = "email_followup" }}]
-max_messages_per_hour = 100000
-
-[channels.email]
-backend = "outbox"
-outbox = "outbox"
-from = "ana@bench.example"
-
-[channels.phone]
-backend = "therapist-email"
-"""
-
-
-def _ics(events: list[tuple[str, datetime, str]]) -> str:
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//welcomeback bench//EN"]
-    for uid, start, summary in events:
-        lines += ["BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20260101T000000Z",
-                  f"DTSTART;TZID=America/New_York:{start:%Y%m%dT%H%M%S}",
-                  f"DTEND;TZID=America/New_York:{start + timedelta(minutes=1):%Y%m%dT%H%M%S}",
-                  f"SUMMARY:{summary}", "END:VEVENT"]
-    return "\r\n".join([*lines, "END:VCALENDAR", ""])
 
 
 def one(root: Path, store: str, steps: int) -> tuple[float, int]:
     """Seconds of one dispatch of ``steps`` due emails, and how many were sent."""
-    from daemon.cli import main
     from daemon.clock import FixedClock
     from daemon.config import load
     from daemon.engine.cycle import Engine
 
     config = root / "config.toml"
-    config.write_text(CONFIG.format(store=store))
+    config.write_text(config_text(store))
     people = [f"Client{i:04d} Bench" for i in range(steps)]
-    (root / "clients.csv").write_text("name,aliases,email,phone,preferred_channel,do_not_contact\n" + "".join(
-        f"{n},,c{i}@example.com,,email,false\n" for i, n in enumerate(people)))
-    tuesday = datetime(2026, 11, 3, 8, tzinfo=NY)
-    events = [(f"s{i}", tuesday + timedelta(minutes=2 * i), n) for i, n in enumerate(people)]
-    (root / "practice.ics").write_text(_ics(events))
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["--config", str(config), "once", "--now", "2026-11-02T08:00:00-05:00"]) == 0
-        (root / "practice.ics").write_text(_ics([(u, s, t + " no-show") for u, s, t in events]))
-        assert main(["--config", str(config), "once", "--now", "2026-11-03T20:00:00-05:00"]) == 0
-    engine = Engine(load(config), FixedClock(datetime(2026, 11, 5, 12, tzinfo=NY)))
+    directory(root / "clients.csv", people)
+    all_missed(config, {root / "practice.ics": [(f"s{i}", TUESDAY + timedelta(minutes=2 * i), n)
+                                                for i, n in enumerate(people)]})
+    engine = Engine(load(config), FixedClock(TUESDAY + timedelta(days=2, hours=4)))
     try:
         started = time.perf_counter()
         counts = engine.dispatch()

@@ -20,8 +20,6 @@ Printed per replica count:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import re
 import signal
@@ -36,47 +34,17 @@ from datetime import datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from missed import NY, TUESDAY, all_missed, config_text, directory  # noqa: E402
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
-NY = ZoneInfo("America/New_York")
 SPEED = 60.0
 INTERVAL_MIN = 10
 POLL_LINE = re.compile(r"^\S+ \S+ DEBUG daemon\.engine\.cycle: calendar (room\d+): .* in the window", re.M)
-
-CONFIG = """
-[practice]
-name = "Bench Counselling"
-therapist = "Ana Bench"
-therapist_email = "ana@bench.example"
-timezone = "America/New_York"
-working_hours = "Mon-Fri 09:00-17:00"
-
-[store]
-url = "{url}"
-
-[clients]
-directory = "clients.csv"
-
-[cadence]
-steps = [{{ channel = "email", after = "1 business day", template = "email_followup" }}]
-max_messages_per_hour = 100000
-
-[channels.email]
-backend = "smtp"
-host = "127.0.0.1"
-port = {port}
-security = "none"
-from = "ana@bench.example"
-
-[channels.phone]
-backend = "therapist-email"
-{calendars}
-"""
-
 
 class Sink:
     def __init__(self) -> None:
@@ -89,39 +57,16 @@ class Sink:
         return "250 OK"
 
 
-def _ics(events: list[tuple[str, datetime, str]]) -> str:
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//welcomeback bench//EN"]
-    for uid, start, summary in events:
-        lines += ["BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20260101T000000Z",
-                  f"DTSTART;TZID=America/New_York:{start:%Y%m%dT%H%M%S}",
-                  f"DTEND;TZID=America/New_York:{start + timedelta(minutes=8):%Y%m%dT%H%M%S}",
-                  f"SUMMARY:{summary}", "END:VEVENT"]
-    return "\r\n".join([*lines, "END:VCALENDAR", ""])
-
-
 def _practice(root: Path, url: str, port: int, calendars: int, per: int) -> Path:
-    from daemon.cli import main
-
-    cals = "".join(f'\n[[calendars]]\nname = "room{c:02d}"\nkind = "ics"\nsource = "room{c:02d}.ics"\n'
-                   f'poll_every = "{INTERVAL_MIN} minutes"\n' for c in range(calendars))
     config = root / "config.toml"
-    config.write_text(CONFIG.format(url=url, port=port, calendars=cals))
+    smtp = f'backend = "smtp"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"'
+    config.write_text(config_text(f'url = "{url}"', email=smtp, poll_every=f"{INTERVAL_MIN} minutes",
+                                  calendars={f"room{c:02d}": f"room{c:02d}.ics" for c in range(calendars)}))
     people = [f"Client{i:04d} Bench" for i in range(calendars * per)]
-    (root / "clients.csv").write_text("name,aliases,email,phone,preferred_channel,do_not_contact\n" + "".join(
-        f"{n},,c{i}@example.com,,email,false\n" for i, n in enumerate(people)))
-    tuesday = datetime(2026, 11, 3, 8, tzinfo=NY)
-
-    def write(marker: str) -> None:
-        for c in range(calendars):
-            events = [(f"r{c}s{j}", tuesday + timedelta(minutes=10 * j), people[c * per + j] + marker)
-                      for j in range(per)]
-            (root / f"room{c:02d}.ics").write_text(_ics(events))
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        write("")
-        assert main(["--config", str(config), "once", "--now", "2026-11-02T08:00:00-05:00"]) == 0
-        write(" no-show")
-        assert main(["--config", str(config), "once", "--now", "2026-11-03T20:00:00-05:00"]) == 0
+    directory(root / "clients.csv", people)
+    all_missed(config, {root / f"room{c:02d}.ics": [(f"r{c}s{j}", TUESDAY + timedelta(minutes=10 * j),
+                                                      people[c * per + j]) for j in range(per)]
+                        for c in range(calendars)})
     return config
 
 

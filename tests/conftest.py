@@ -110,6 +110,21 @@ def make_practice(root: Path, *, store: str = 'path = "state.db"', extra: str = 
     return Practice(root)
 
 
+def store_rows(p: Practice, query: Any) -> list[Any]:
+    """Rows of the practice's store, SQLite or PostgreSQL (whichever its config names), read
+    through the product's own Store."""
+    from daemon.config import load
+    from daemon.engine.places import store_url
+    from daemon.store.db import Store
+
+    db = Store(store_url(load(p.config)))
+    try:
+        with db.transaction() as conn:
+            return list(conn.execute(query))
+    finally:
+        db.close()
+
+
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 
 

@@ -13,13 +13,13 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
 
 from daemon.store.tables import audit, undeliverable
-from tests.conftest import Practice, local, make_practice, postgres_available
+from tests.conftest import Practice, local, make_practice, postgres_available, store_rows
 from tests.fakes import dovecot
 from tests.stories import jane_no_show
 
@@ -134,22 +134,8 @@ def _steps(p: Practice, capsys: pytest.CaptureFixture[str]) -> list[tuple[str, s
     return [(s["state"], s["reason"]) for s in p.status(capsys)]
 
 
-def _rows(p: Practice, query: sa.Select[Any]) -> list[Any]:
-    """Rows of the practice's store, SQLite or PostgreSQL (the URL its config names)."""
-    from daemon.config import load
-    from daemon.engine.places import store_url
-    from daemon.store.db import Store
-
-    db = Store(store_url(load(p.config)))
-    try:
-        with db.transaction() as conn:
-            return list(conn.execute(query))
-    finally:
-        db.close()
-
-
 def _audit(p: Practice) -> list[str]:
-    return [r.event for r in _rows(p, sa.select(audit.c.event).order_by(audit.c.id))]
+    return [r.event for r in store_rows(p, sa.select(audit.c.event).order_by(audit.c.id))]
 
 
 def _first_step_sent(p: Practice) -> tuple[str, str]:
@@ -230,7 +216,7 @@ def test_a_bounce_fails_the_step_and_no_more_email_goes_there(tmp_path: Path, im
     assert first[0] == "failed" and "5.1.1" in (first[1] or "") and "check the client's email address" in first[1]
     assert second == ("skipped", "no_contact_details")
     assert JANE not in (first[1] or "")
-    assert [r.address for r in _rows(p, sa.select(undeliverable))] == [JANE]
+    assert [r.address for r in store_rows(p, sa.select(undeliverable))] == [JANE]
 
 
 @pytest.mark.shows_client_data   # `deliverable` prints whom it matched, on the therapist's terminal

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -24,21 +23,12 @@ from connectors.inbox.imap import ImapInbox, ImapSettings
 from tests import canary
 from tests.conftest import local
 from tests.fakes import dovecot
-from tests.test_inbox import JANE, REPLIES, _first_step_sent, _plain, _steps, practice_with_inbox
+from tests.test_inbox import JANE, REPLIES, _first_step_sent, _plain, _steps, imap, practice_with_inbox  # noqa: F401 (imap: the fixture)
 
 pytestmark = [pytest.mark.skipif(not Path(dovecot.DOVECOT).exists(), reason="dovecot-imapd is not installed"),
               pytest.mark.real_timers]
 
 NO_IDLE = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+\n"
-
-
-@pytest.fixture(scope="module")
-def imap() -> Iterator[dovecot.Dovecot]:
-    server = dovecot.start()
-    try:
-        yield server
-    finally:
-        dovecot.stop(server)
 
 
 def _inbox(server: dovecot.Dovecot, folder: str) -> ImapInbox:

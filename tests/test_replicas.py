@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from daemon.clock import FixedClock
 from daemon.config import load
 from daemon.engine.cycle import Engine
 from daemon.store.tables import audit, calendars, steps, ts
-from tests.conftest import Practice, local, make_practice, postgres_available
+from tests.conftest import Practice, local, make_practice, postgres_available, store_rows
 from tests.ics import Ev, write
 from tests.stories import team
 
@@ -118,19 +118,7 @@ def test_once_does_not_poll_what_a_replica_polls(six: Practice, replicas: list[R
 
 
 def _last_polls(p: Practice) -> dict[str, str]:
-    return {r.name: r.last_poll_at for r in _rows(p, sa.select(calendars.c.name, calendars.c.last_poll_at))}
-
-
-def _rows(p: Practice, query: Any) -> list[Any]:
-    from daemon.engine.places import store_url
-    from daemon.store.db import Store
-
-    db = Store(store_url(load(p.config)))
-    try:
-        with db.transaction() as conn:
-            return list(conn.execute(query))
-    finally:
-        db.close()
+    return {r.name: r.last_poll_at for r in store_rows(p, sa.select(calendars.c.name, calendars.c.last_poll_at))}
 
 
 # -- dispatch -------------------------------------------------------------------------------
@@ -179,9 +167,9 @@ def test_replicas_dispatching_at_once_hand_each_step_off_once(thirty_due: Practi
     sent = [c.get("sent", 0) for c in counts]
     assert sum(sent) == CLIENTS, counts                 # every step handed off once, by one of them
     assert all(sent), f"one replica did all the work: {counts}"
-    states = [r.state for r in _rows(thirty_due, sa.select(steps.c.state))]
+    states = [r.state for r in store_rows(thirty_due, sa.select(steps.c.state))]
     assert states == ["sent"] * CLIENTS
-    events = [r.step_id for r in _rows(thirty_due, sa.select(audit.c.step_id).where(audit.c.event == "sent"))]
+    events = [r.step_id for r in store_rows(thirty_due, sa.select(audit.c.step_id).where(audit.c.event == "sent"))]
     assert len(events) == len(set(events)) == CLIENTS
 
 
@@ -205,5 +193,5 @@ def test_a_hand_off_of_a_live_replica_is_not_taken_for_abandoned(thirty_due: Pra
 
 
 def _state(p: Practice, step_id: str) -> str:
-    (row,) = _rows(p, sa.select(steps.c.state).where(steps.c.id == step_id))
+    (row,) = store_rows(p, sa.select(steps.c.state).where(steps.c.id == step_id))
     return str(row.state)
