@@ -7,7 +7,6 @@ import getpass
 import signal
 import threading
 import sys
-from typing import Any
 
 from daemon.config import libraries
 from daemon.errors import UserError
