@@ -96,7 +96,7 @@ def test_replica_benchmark_runs_two_replicas_without_duplicates() -> None:
     if not postgres_available():
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
     done = subprocess.run([sys.executable, str(BENCH / "bench_replicas.py"), "--calendars", "3", "--per", "2",
-                           "--window", "12", "--replicas", "2"],
+                           "--window", "6", "--replicas", "2"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env=dict(os.environ, WELCOMEBACK_NO_KEYRING="1"))
     assert done.returncode == 0, done.stdout + done.stderr
