@@ -66,6 +66,7 @@ class Service:
         self.console: Any = None   # the therapist's console when [web] listen is set
         self.watcher: Any = None   # IMAP IDLE on the practice inbox, when it offers it
         self._store_down: str = ""  # why the store does not answer (jobs wait for it), or ""
+        self._store_lock = threading.Lock()
 
     # -- life cycle --------------------------------------------------------------
     def start(self) -> None:
@@ -307,12 +308,14 @@ class Service:
         return (None if health.ok else "engine reports unhealthy"), summary
 
     def _note_store(self, down: str) -> None:
-        """Log once when the store stops answering, once when it answers again."""
-        if down and not self._store_down:
-            log.warning("the store does not answer (%s); polls and sends wait for it", down)
-        elif not down and self._store_down:
-            log.info("the store answers again; carrying on")
-        self._store_down = down
+        """Log once when the store stops answering, once when it answers again (the jobs'
+        threads and the heartbeat both report: one lock, one line)."""
+        with self._store_lock:
+            if down and not self._store_down:
+                log.warning("the store does not answer (%s); polls and sends wait for it", down)
+            elif not down and self._store_down:
+                log.info("the store answers again; carrying on")
+            self._store_down = down
 
     def _summary(self) -> str:
         with self._lock:
