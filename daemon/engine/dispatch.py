@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from datetime import datetime, timedelta
 from typing import Any
+
+import sqlalchemy as sa
 
 from connectors.channels.base import Channel
 from daemon.engine import messages, patterns, planning
 from daemon.engine.context import CycleContext
 from daemon.engine.recheck import HOLD, Recheck
 from daemon.errors import ChannelError, TemplateError
+from daemon.store import due as due_store
 from daemon.store import followups
-from daemon.store.tables import dt, ts
+from daemon.store.due import Facts
+from daemon.store.tables import dt, reports, ts
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 STOPS_SEQUENCE = ("opted_out", "reached", "withdrawn", "rebooked", "dismissed")
+CHUNK = 100       # steps loaded together with what their re-check reads
+FRESH = 2.0       # seconds (monotonic) a chunk's facts are trusted; slow hand-offs read the rest again
 
 
 class Dispatcher:
@@ -35,6 +42,8 @@ class Dispatcher:
         self.unread: set[str] = set()      # channels whose call tasks could not be read back this cycle
         self.counts: dict[str, int] = {}
         self.recheck = Recheck(ctx)
+        self.known_reports: set[tuple[str, str]] = set()   # held/template reports that a sent step resolves
+        self.outcomes: dict[str, dict[str, Any]] = {}     # step id → state recorded by this dispatch
 
     def run(self) -> dict[str, int]:
         now = self.ctx.clock.now()
@@ -47,18 +56,40 @@ class Dispatcher:
         self._feedback(now)
         with self.store.transaction() as conn:
             due = followups.due(conn, now)
+            self.known_reports = {(r["kind"], r["ref"]) for r in conn.execute(
+                sa.select(reports.c.kind, reports.c.ref).where(reports.c.kind.in_(("held", "template")))).mappings()}
         log.debug("dispatch: %d step(s) due", len(due))
         if replicas is not None and replicas.shared:
             due = _spread(due)         # replicas dispatching at once mostly claim different steps
-        for step in due:
-            if self.ctx.stopping.is_set():
-                log.info("stopping: the remaining due steps wait for the next start")
-                break
-            if replicas is not None:
-                replicas.alive(self.ctx.clock.now())
-            self._one(step["id"], now)
+        pending = [step["id"] for step in due]
+        while pending and not self.ctx.stopping.is_set():
+            chunk, pending = pending[:CHUNK], pending[CHUNK:]
+            loaded, facts = time.monotonic(), self._load(chunk)
+            for i, step_id in enumerate(chunk):
+                if self.ctx.stopping.is_set():
+                    break
+                if time.monotonic() - loaded > FRESH:   # slow hand-offs: read the rest afresh
+                    pending = chunk[i:] + pending
+                    break
+                if replicas is not None:
+                    replicas.alive(self.ctx.clock.now())
+                if step_id in facts:
+                    self._one(*facts[step_id], now)
+        if self.ctx.stopping.is_set() and pending:
+            log.info("stopping: the remaining due steps wait for the next start")
         self._purge(now)
         return self.counts
+
+    def _load(self, step_ids: list[str]) -> dict[str, tuple[Any, Facts]]:
+        """The steps still planned among ``step_ids`` with what their re-check reads, in a
+        few queries."""
+        with self.store.transaction() as conn:
+            facts = due_store.load(conn, step_ids)
+            clients = {row["client_id"]: self.ctx.client_of(row["client_id"], row["client_name"],
+                                                            row["client_email"]) for row, _ in facts.values()}
+            self.recheck.undeliverable = due_store.undeliverable_among(conn, (c.email for c in clients.values()))
+        self.recheck.sent_this_hour = None     # counted afresh with each chunk
+        return facts
 
     def _purge(self, now: datetime) -> None:
         keep = self.config.retention.purge_after
@@ -101,76 +132,89 @@ class Dispatcher:
                     log.info("follow-up %s stopped: %s in the calendar", row["sequence_id"], outcome)
 
     # -- one step -------------------------------------------------------------------------
-    def _one(self, step_id: str, now: datetime) -> None:
+    def _one(self, step: Any, facts: Facts, now: datetime) -> None:
+        """Build the message, then in one transaction re-check and claim (planned → sending,
+        committed before the hand-off); hand off; record."""
+        step_id = step["id"]
+        if facts.previous is not None and facts.previous["id"] in self.outcomes:   # it went in this dispatch
+            facts.previous = {**facts.previous, **self.outcomes[facts.previous["id"]]}
+        client = self.ctx.client_of(step["client_id"], step["client_name"], step["client_email"])
+        channel = self.channel_for(step["channel"])
+        notes: list[str] = []
+        if channel.medium == "call-task":
+            with self.store.transaction() as conn:
+                notes = [n for n in [patterns.note(conn, self.config, step)] if n]
+        message, problem, unbuildable = None, None, ""
+        try:
+            message = messages.build(step, client, channel, self.config, self.ctx.templates, notes=notes)
+        except TemplateError as exc:
+            problem = exc
+        except Exception as exc:  # permanent: the same data will never build; nothing was handed off
+            unbuildable = f"the message could not be built ({type(exc).__name__}); nothing was sent"
+        marker = channel.marker(message) if message is not None else None
         with self.store.transaction() as conn:
-            step = followups.step_row(conn, step_id)
-            if step is None or step["state"] != "planned":
-                return
-            client = self.ctx.client_of(step["client_id"], step["client_name"], step["client_email"])
-            channel = self.channel_for(step["channel"])
-            reason = self.recheck.reason(conn, step, client, channel, now)
+            # what the client told us (STOP, "we spoke") is read afresh, in the claim's transaction
+            facts.flag = followups.client_flag(conn, step["client_id"])
+            reason = self.recheck.reason(conn, step, client, channel, now, facts)
             if reason == HOLD or channel.backend in self.paused:
                 return
             if reason:
                 self._skip(conn, step, reason, now)
                 return
-            if self._after_unread_task(conn, step):
+            if self._after_unread_task(step, facts):
                 return
-            notes = [patterns.note(conn, self.config, step)] if channel.medium == "call-task" else []
-        message, unbuildable = None, ""
-        try:
-            message = messages.build(step, client, channel, self.config, self.ctx.templates,
-                                     notes=[n for n in notes if n])
-        except TemplateError as exc:
-            self._template_problem(step, exc, now)
-            return
-        except Exception as exc:  # permanent: the same data will never build; nothing was handed off
-            log.error("step %s: the message could not be built (%s)", step_id, type(exc).__name__)
-            unbuildable = f"the message could not be built ({type(exc).__name__}); nothing was sent"
-        marker = channel.marker(message) if message is not None else None
-        with self.store.transaction() as conn:
-            self.store.resolve(conn, "template", "", step["template"])
+            if problem is not None:
+                self._template_problem(conn, step, problem, now)
+                return
+            if ("template", step["template"]) in self.known_reports:
+                self.store.resolve(conn, "template", "", step["template"])
             if not followups.claim(conn, step_id, self.ctx.worker, now, marker=marker):
                 return
         if message is None:
+            log.error("step %s: %s", step_id, unbuildable)
             self._record(step, "failed", now, reason=unbuildable)
             return
         self._send(step, message, channel, now, marker)
 
-    def _after_unread_task(self, conn: Any, step: Any) -> bool:
+    def _after_unread_task(self, step: Any, facts: Facts) -> bool:
         """The call task before this step could not be read back: whether the therapist closed it
         there is unknown, so the step waits (and is too late after max_lateness, like any step)."""
         if self.ctx.phone.backend not in self.unread or step["channel"] == "phone":
             return False
-        before = followups.previous_step(conn, step["sequence_id"], step["n"])
+        before = facts.previous
         if before is None or before["channel"] != "phone" or before["state"] not in ("sent", "uncertain"):
             return False
         log.info("step %s waits: the call task before it could not be read back", step["id"])
         self._count("waiting:read_back")
         return True
 
-    def _template_problem(self, step: Any, exc: TemplateError, now: datetime) -> None:
+    def _template_problem(self, conn: Any, step: Any, exc: TemplateError, now: datetime) -> None:
         """A broken template holds the step (nothing lost) until the therapist fixes it."""
         log.error("step %s held: template '%s' cannot be rendered", step["id"], step["template"])
         first = str(exc).splitlines()[0][:500]
-        with self.store.transaction() as conn:
-            self.store.report(conn, now, "template", "", step["template"], first)
-            followups.hold(conn, step["id"], f"held: template: {first}")
+        self.store.report(conn, now, "template", "", step["template"], first)
+        self.known_reports.add(("template", step["template"]))
+        followups.hold(conn, step["id"], f"held: template: {first}")
         self._count("held:template")
 
     def _skip(self, conn: Any, step: Any, reason: str, now: datetime) -> None:
+        """Skip the step, or stop its follow-up; nothing when it is no longer planned (the
+        chunk's facts are a few seconds old: another job may have stopped it meanwhile)."""
         if reason in STOPS_SEQUENCE:
-            followups.stop(conn, step["sequence_id"], reason, now)
+            if not followups.stop(conn, step["sequence_id"], reason, now):
+                return
             log.info("follow-up %s stopped: %s", step["sequence_id"], reason)
             if reason == "withdrawn":
                 planning.reconsider(self.ctx, conn, step["client_id"], now)
         else:
-            followups.skip(conn, step["id"], reason, now)
+            if not followups.skip(conn, step["id"], reason, now):
+                return
             followups.close_if_done(conn, step["sequence_id"], now)
             log.info("step %s skipped: %s", step["id"], reason)
             if reason == "too_late":
                 self.store.report(conn, now, "too_late", step["calendar"], step["id"], "too late to send")
         self.store.audit(conn, now, "skipped", sequence_id=step["sequence_id"], step_id=step["id"], detail=reason)
+        self.outcomes[step["id"]] = {"state": "skipped", "finished_at": ts(now)}
         self._count(f"skipped:{reason}")
 
     # -- hand-off -------------------------------------------------------------------------
@@ -222,24 +266,33 @@ class Dispatcher:
             followups.release(conn, step["id"], dt(step["due_at"]) or now, f"held: {exc.hold}: {exc.reason}")
             new = self.store.report(conn, now, "held", "", f"{channel.backend}:{exc.hold}",
                                     f"{exc.hold}: {exc.reason}"[:500])
+            self.known_reports.add(("held", f"{channel.backend}:{exc.hold}"))
         log.log(logging.WARNING if new else logging.DEBUG, "step %s held (%s): %s", step["id"],
                 exc.hold, exc.reason)
         self._count(f"held:{exc.hold}")
 
     def _record(self, step: Any, state: str, now: datetime, *, reason: str | None,
                 provider_id: str | None = None) -> None:
-        with self.store.transaction() as conn:
+        channel = self.channel_for(step["channel"])
+        with self.store.transaction(durable=False) as conn:   # lost in a power cut: the step is uncertain
             followups.finish(conn, step["id"], state, now, reason=reason, provider_id=provider_id,
                              worker=self.ctx.worker)
             if state == "sent":   # whatever held this channel back is fixed
-                for hold in ChannelError.HOLDS:
-                    self.store.resolve(conn, "held", "", f"{self.channel_for(step['channel']).backend}:{hold}")
-            followups.close_if_done(conn, step["sequence_id"], now)
+                held = [f"{channel.backend}:{hold}" for hold in ChannelError.HOLDS]
+                if any(("held", ref) in self.known_reports for ref in held):
+                    conn.execute(reports.delete().where(reports.c.kind == "held", reports.c.calendar == "",
+                                                        reports.c.ref.in_(held)))
+                    self.known_reports -= {("held", ref) for ref in held}
+            closed = followups.close_if_done(conn, step["sequence_id"], now)
             self.store.audit(conn, now, state, sequence_id=step["sequence_id"], step_id=step["id"],
                              detail=f"{step['channel']}" + (f": {reason[:500]}" if reason else ""))
-            planning.note_invitation(self.ctx, conn, step["sequence_id"], now)
+            if closed == "sent":
+                planning.note_invitation(self.ctx, conn, step["sequence_id"], now)
             if state in ("failed", "uncertain"):
                 self.store.report(conn, now, state, step["calendar"], step["id"], (reason or "")[:500])
+        self.outcomes[step["id"]] = {"state": state, "finished_at": ts(now)}
+        if state in ("sent", "uncertain") and channel.medium != "call-task" and self.recheck.sent_this_hour is not None:
+            self.recheck.sent_this_hour += 1
         level = logging.INFO if state == "sent" else logging.WARNING
         log.log(level, "step %s %s via %s", step["id"], state, step["channel"])
         self._count(state)

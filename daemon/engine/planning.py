@@ -22,13 +22,13 @@ import hashlib
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterable
 
 from daemon import rules
 from daemon.engine import absences, bursts, notices, safety
 from daemon.engine.cadence import plan, sequence_id
 from daemon.engine.context import CycleContext
-from daemon.model import PlannedStep, Trigger
+from daemon.model import PlannedStep, SessionRow, Trigger
 from daemon.store import followups
 from daemon.store import sessions as session_store
 from daemon.store.tables import dt, ts
@@ -197,16 +197,20 @@ def rebooked(conn: Any, step: Any, rebook_window: timedelta) -> bool:
     is coming back; the one rule the re-check before sending and the digest both use."""
     if not rules.booking_stops_step(step["trigger"], step["n"]):
         return False
-    missed = followups.missed_of(step)
-    return session_store.coming_back(conn, step["client_id"], missed, rebook_window) is not None
+    return rebooked_among(step, session_store.for_client(conn, step["client_id"]), rebook_window)
+
+
+def rebooked_among(step: Any, theirs: Iterable[SessionRow], rebook_window: timedelta) -> bool:
+    """``rebooked`` with the client's sessions already read."""
+    if not rules.booking_stops_step(step["trigger"], step["n"]):
+        return False
+    return rules.coming_back(followups.missed_of(step), theirs, rebook_window) is not None
 
 
 def note_invitation(ctx: CycleContext, conn: Any, seq_id: str, now: datetime) -> None:
-    """A follow-up whose every step went out (closed ``sent``) has given the invitation to
-    return: the contact log says so once.  Nothing more is ever sent, and never a discharge."""
-    row = followups.sequence(conn, seq_id)
-    if row is None or row["closed_reason"] != "sent":
-        return
+    """A follow-up whose every step went out (just closed ``sent``: the caller knows) has given
+    the invitation to return: the contact log says so once.  Nothing more is ever sent, and
+    never a discharge."""
     from daemon.store.tables import audit
 
     import sqlalchemy as sa

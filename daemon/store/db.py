@@ -87,11 +87,32 @@ class Store:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A transaction; under dry-run a savepoint inside one that is rolled back at close."""
+    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A transaction; under dry-run a savepoint inside one that is rolled back at close.
+
+        ``durable=False``: committed without waiting for the disk (SQLite ``synchronous=NORMAL``
+        in WAL mode, PostgreSQL ``synchronous_commit=off``).  Still atomic and in order: a power
+        cut can lose it, never part of it, and the next durable commit makes it durable too.
+        Only for writes whose loss is safe: the record after a hand-off (a lost record leaves
+        the step ``sending``, which becomes ``uncertain``, never sent again)."""
         if not self.dry_run:
-            with self.engine.begin() as conn:
-                yield conn
+            if durable:
+                with self.engine.begin() as conn:
+                    yield conn
+            elif self.is_sqlite:
+                with self.engine.connect() as conn:
+                    raw: Any = conn.connection.dbapi_connection
+                    raw.execute("PRAGMA synchronous=NORMAL")   # not allowed inside a transaction
+                    try:
+                        with conn.begin():
+                            yield conn
+                    finally:
+                        raw.execute("PRAGMA synchronous=FULL")
+            else:
+                with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    yield conn
             return
         if self._dry_conn is None:
             self._dry_conn = self.engine.connect()

@@ -155,13 +155,12 @@ def claim(conn: Connection, step_id: str, worker: str, now: datetime, *, marker:
     """planned → sending, only if still planned (another replica may have taken it).
     ``marker`` (the channel's handle for looking the message up) is kept as the provider id
     until the hand-off's outcome replaces it."""
+    mine = steps.c.id == step_id
     if conn.dialect.name == "postgresql":
         # another replica claiming the same row right now: skip it rather than wait for it
-        free = conn.execute(sa.select(steps.c.id).where(steps.c.id == step_id, steps.c.state == "planned")
-                            .with_for_update(skip_locked=True)).first()
-        if free is None:
-            return False
-    result = conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned")
+        mine = steps.c.id.in_(sa.select(steps.c.id).where(steps.c.id == step_id, steps.c.state == "planned")
+                              .with_for_update(skip_locked=True).scalar_subquery())
+    result = conn.execute(steps.update().where(mine, steps.c.state == "planned")
                           .values(state="sending", claimed_by=worker, claimed_at=ts(now),
                                   attempts=steps.c.attempts + 1, provider_id=marker))
     return result.rowcount == 1
@@ -187,9 +186,10 @@ def hold(conn: Connection, step_id: str, reason: str) -> None:
                  .values(reason=reason))
 
 
-def skip(conn: Connection, step_id: str, reason: str, now: datetime) -> None:
-    conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned")
-                 .values(state="skipped", reason=reason, finished_at=ts(now)))
+def skip(conn: Connection, step_id: str, reason: str, now: datetime) -> bool:
+    """planned → skipped; False when the step was no longer planned."""
+    return conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned")
+                        .values(state="skipped", reason=reason, finished_at=ts(now))).rowcount == 1
 
 
 def stop(conn: Connection, seq_id: str, reason: str, now: datetime) -> int:
@@ -200,15 +200,18 @@ def stop(conn: Connection, seq_id: str, reason: str, now: datetime) -> int:
     return result.rowcount
 
 
-def close_if_done(conn: Connection, seq_id: str, now: datetime, reason: str | None = None) -> None:
-    pending = conn.execute(sa.select(sa.func.count()).select_from(steps).where(
-        steps.c.sequence_id == seq_id, steps.c.state.in_(OPEN_STATES))).scalar_one()
-    if pending == 0:
-        last = conn.execute(sa.select(steps.c.state, steps.c.reason).where(steps.c.sequence_id == seq_id)
-                            .order_by(steps.c.n.desc())).first()
-        final = reason or (last.reason if last and last.state == "skipped" else (last.state if last else "done"))
-        conn.execute(sequences.update().where(sequences.c.id == seq_id, sequences.c.closed_at.is_(None))
-                     .values(closed_at=ts(now), closed_reason=final))
+def close_if_done(conn: Connection, seq_id: str, now: datetime, reason: str | None = None) -> str | None:
+    """Close the sequence when none of its steps is open; returns the reason it was closed
+    with now (None: still open, or closed before)."""
+    theirs = conn.execute(sa.select(steps.c.state, steps.c.reason).where(steps.c.sequence_id == seq_id)
+                          .order_by(steps.c.n.desc())).all()
+    if any(r.state in OPEN_STATES for r in theirs):
+        return None
+    last = theirs[0] if theirs else None
+    final = reason or (last.reason if last and last.state == "skipped" else (last.state if last else "done"))
+    result = conn.execute(sequences.update().where(sequences.c.id == seq_id, sequences.c.closed_at.is_(None))
+                          .values(closed_at=ts(now), closed_reason=final))
+    return final if result.rowcount else None
 
 
 def abandon_stale(conn: Connection, worker: str, now: datetime, live: set[str] | None = None) -> list[str]:
@@ -230,7 +233,11 @@ def client_flag(conn: Connection, client_id: str) -> Any:
 
 def opted_out(conn: Connection, client_id: str, medium: str | None = None) -> bool:
     """Whether the client opted out of everything, or of ``medium`` (e.g. SMS after STOP)."""
-    flag = client_flag(conn, client_id)
+    return flag_opts_out(client_flag(conn, client_id), medium)
+
+
+def flag_opts_out(flag: Any, medium: str | None = None) -> bool:
+    """``opted_out`` for a client_flags row already read (None: no flags)."""
     if flag is None or not flag["opted_out_at"]:
         return False
     channels = set(filter(None, (flag["opted_out_channels"] or "").split(",")))

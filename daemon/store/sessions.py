@@ -27,6 +27,21 @@ def _from_db(r: Any) -> SessionRow:
         candidates=r.candidates or "")
 
 
+def from_prefixed(r: Any, prefix: str) -> SessionRow:
+    """The SessionRow in mapping ``r`` whose session columns are named ``prefix`` + column
+    (a session joined into another query)."""
+    def v(name: str) -> Any:
+        return r[prefix + name]
+
+    return SessionRow(
+        calendar=v("calendar"), key=v("key"), uid=v("uid"), start=dt(v("start")), end=dt(v("end")),  # type: ignore[arg-type]
+        status=v("status"), client_id=v("client_id"), client_name=v("client_name") or "",
+        client_email=v("client_email") or "", ambiguous=v("ambiguous") or "", no_show=bool(v("no_show")),
+        reached=bool(v("reached")), present=bool(v("present")), first_seen_at=dt(v("first_seen_at")),
+        last_seen_at=dt(v("last_seen_at")), cancelled_at=dt(v("cancelled_at")), booked_at=dt(v("booked_at")),
+        candidates=v("candidates") or "")
+
+
 def _to_db(row: SessionRow) -> dict[str, Any]:
     return {"calendar": row.calendar, "key": row.key, "uid": row.uid, "start": ts(row.start),
             "end": ts(row.end), "status": row.status, "client_id": row.client_id,
@@ -87,6 +102,16 @@ def save(conn: Connection, rows: list[SessionRow], previous: dict[str, SessionRo
 def for_client(conn: Connection, client_id: str) -> list[SessionRow]:
     rows = conn.execute(sa.select(sessions).where(sessions.c.client_id == client_id)).all()
     return [_from_db(r) for r in rows]
+
+
+def for_clients(conn: Connection, client_ids: set[str]) -> dict[str, list[SessionRow]]:
+    """Client id → that client's sessions on every calendar, for several clients at once."""
+    ids = sorted(client_ids)
+    out: dict[str, list[SessionRow]] = {}
+    for i in range(0, len(ids), CHUNK):
+        for r in conn.execute(sa.select(sessions).where(sessions.c.client_id.in_(ids[i:i + CHUNK]))).all():
+            out.setdefault(r.client_id, []).append(_from_db(r))
+    return out
 
 
 def coming_back(conn: Connection, client_id: str, missed: Missed, rebook_window: timedelta) -> SessionRow | None:

@@ -79,6 +79,16 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def check_source(source: str, filename: str) -> list[str]:
     """Problems of one template text found without running it, each with ``file:line``."""
+    return list(_checked(source, filename))
+
+
+@functools.lru_cache(maxsize=256)
+def _checked(source: str, filename: str) -> tuple[str, ...]:
+    """``check_source``, once per text: each render of a step checks its template again."""
+    return tuple(_check_source(source, filename))
+
+
+def _check_source(source: str, filename: str) -> list[str]:
     if len(source) > MAX_SOURCE:
         return [f"{filename}: the template is {len(source)} characters; at most {MAX_SOURCE} are allowed"]
     bad = _CONTROL.search(source)
@@ -142,10 +152,15 @@ def client_facing_problems(source: str, filename: str) -> list[str]:
     """Uses of the call-task-only variables in a template sent to the client (email, SMS),
     each with ``file:line`` and the part (subject or message).  A message to the client never
     carries their full name or phone number: a shared inbox or lock screen shows it to others."""
+    return list(_client_facing(source, filename))
+
+
+@functools.lru_cache(maxsize=256)
+def _client_facing(source: str, filename: str) -> tuple[str, ...]:
     try:
         tree = _parse(source, filename)
     except TemplateSyntaxError:
-        return []            # check_source reports it
+        return ()            # check_source reports it
     subject = source.split("\n", 1)[0].lower().startswith("subject:") and not filename.endswith(".html")
     out = []
     for node in tree.find_all(nodes.Name):
@@ -153,7 +168,7 @@ def client_facing_problems(source: str, filename: str) -> list[str]:
             part = "the subject" if subject and node.lineno == 1 else "the message"
             out.append(f"{filename}:{node.lineno}: '{node.name}' is for call tasks only and cannot be "
                        f"in {part} of a template sent to the client")
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
 
 
 def _name_problem(node: nodes.Name, assigned: set[str]) -> str | None:
