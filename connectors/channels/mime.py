@@ -9,9 +9,11 @@ the recipient's address or number.
 
 from __future__ import annotations
 
+import email.policy
+import functools
 import re
 import time
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Callable
@@ -21,6 +23,16 @@ from connectors.channels.base import ChannelContext, Message
 from daemon.config.durations import parse_duration
 from daemon.hosts import is_loopback  # noqa: F401  (re-exported for the channels)
 
+class _Headers(HeaderRegistry):
+    """The standard header registry, making each header's class once: the stock one builds
+    a new class for every header of every message (about a third of building one)."""
+
+    @functools.lru_cache(maxsize=None)
+    def __getitem__(self, name: str) -> Any:
+        return super().__getitem__(name)
+
+
+POLICY = email.policy.default.clone(header_factory=_Headers())
 _EMAIL = re.compile(r"[\w.+\-']+@[\w\-]+(?:\.[\w\-]+)+")
 _PHONE = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -58,7 +70,7 @@ def email_bytes(message: Message, context: ChannelContext, *, eight_bit: bool = 
 
 
 def _build(message: Message, context: ChannelContext, eight_bit: bool) -> EmailMessage:
-    mail = EmailMessage()
+    mail = EmailMessage(policy=POLICY)
     sender_name = context.sender_name or context.practice_name
     mail["From"] = Address(display_name=_name(sender_name, "the sender's name"),
                            addr_spec=ascii_address(context.sender, "the From address"))
