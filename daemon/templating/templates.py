@@ -10,6 +10,7 @@ validates the text first, so a broken or hostile file is refused, never run.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -224,16 +225,24 @@ AT_TIME = {"en": "{1} 'at' {0}", "de": "{1} 'um' {0}", "fr": "{1} 'à' {0}", "es
 
 def spoken_date(moment: datetime, *, tz: tzinfo, locale: str) -> str:
     """The weekday, month and day as the locale writes them: "Monday, March 2", "Montag, 2. März"."""
+    loc, pattern, _ = _patterns(locale)
+    return format_date(moment.astimezone(tz).date(), format=pattern, locale=loc)
+
+
+@functools.lru_cache(maxsize=64)
+def _patterns(locale: str) -> tuple[Locale, str, str]:
+    """(the locale, its weekday-month-day pattern, how it joins a date and a time), worked
+    out once per locale: every message of a dispatch asks again."""
     loc = Locale.parse(locale)
     key = match_skeleton("MMMMEd", loc.datetime_skeletons) or "MMMMEd"
     pattern = re.sub(r"E+", "EEEE", str(getattr(loc.datetime_skeletons.get(key), "pattern", "EEEE, MMMM d")))
-    return format_date(moment.astimezone(tz).date(), format=pattern, locale=loc)
+    joint = AT_TIME.get(loc.language) or str(loc.datetime_formats.get("long", "{1}, {0}"))
+    return loc, pattern, joint
 
 
 def when(moment: datetime, *, tz: tzinfo, locale: str) -> str:
     """A session time as people say it: "Monday, March 2 at 10:00 AM"."""
-    loc = Locale.parse(locale)
-    joint = AT_TIME.get(loc.language) or str(loc.datetime_formats.get("long", "{1}, {0}"))
+    loc, _, joint = _patterns(locale)
     time = _plain(format_time(moment.astimezone(tz), format="short", tzinfo=tz, locale=loc))
     parts = {"{1}": spoken_date(moment, tz=tz, locale=locale), "{0}": time}
     return "".join(parts.get(piece, piece.strip("'"))
