@@ -211,11 +211,6 @@ def note_invitation(ctx: CycleContext, conn: Any, seq_id: str, now: datetime) ->
     """A follow-up whose every step went out (just closed ``sent``: the caller knows) has given
     the invitation to return: the contact log says so once.  Nothing more is ever sent, and
     never a discharge."""
-    from daemon.store.tables import audit
-
-    import sqlalchemy as sa
-
-    if conn.execute(sa.select(audit.c.id).where(audit.c.sequence_id == seq_id,
-                                                audit.c.event == "invitation_given")).first() is None:
+    if not followups.has_audit(conn, seq_id, "invitation_given"):
         ctx.store.audit(conn, now, "invitation_given", sequence_id=seq_id,
                         detail="every step went out; the invitation to return was given and nothing more is sent")

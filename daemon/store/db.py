@@ -33,6 +33,7 @@ from daemon.store.tables import (
 )
 
 log = logging.getLogger(__name__)
+_AUDIT = audit.insert()      # built once: every step's record writes one or two
 
 
 class Store:
@@ -136,8 +137,8 @@ class Store:
     def audit(self, conn: Connection, at: datetime, event: str, *, sequence_id: str | None = None,
               step_id: str | None = None, detail: str = "", client_id: str | None = None) -> None:
         """One contact-log entry (``client_id``: an action on the client, not on one follow-up)."""
-        conn.execute(audit.insert().values(at=ts(at), sequence_id=sequence_id, step_id=step_id,
-                                           event=event, detail=detail, client_id=client_id))
+        conn.execute(_AUDIT, {"at": ts(at), "sequence_id": sequence_id, "step_id": step_id,
+                              "event": event, "detail": detail, "client_id": client_id})
 
     def report(self, conn: Connection, at: datetime, kind: str, calendar: str, ref: str,
                detail: str) -> bool:
