@@ -62,13 +62,19 @@ class Dispatcher:
         if replicas is not None and replicas.shared:
             due = _spread(due)         # replicas dispatching at once mostly claim different steps
         pending = [step["id"] for step in due]
+        with self.store.pinned():
+            self._steps(pending, now)
+        self._purge(now)
+        return self.counts
+
+    def _steps(self, pending: list[str], now: datetime) -> None:
+        replicas = self.ctx.replicas
         while pending and not self.ctx.stopping.is_set():
             chunk, pending = pending[:CHUNK], pending[CHUNK:]
             loaded, facts = time.monotonic(), self._load(chunk)
             for i, step_id in enumerate(chunk):
-                if self.ctx.stopping.is_set():
-                    break
-                if time.monotonic() - loaded > FRESH:   # slow hand-offs: read the rest afresh
+                # stopping, or slow hand-offs: the rest of the chunk is read afresh (or next start)
+                if self.ctx.stopping.is_set() or time.monotonic() - loaded > FRESH:
                     pending = chunk[i:] + pending
                     break
                 if replicas is not None:
@@ -77,8 +83,6 @@ class Dispatcher:
                     self._one(*facts[step_id], now)
         if self.ctx.stopping.is_set() and pending:
             log.info("stopping: the remaining due steps wait for the next start")
-        self._purge(now)
-        return self.counts
 
     def _load(self, step_ids: list[str]) -> dict[str, tuple[Any, Facts]]:
         """The steps still planned among ``step_ids`` with what their re-check reads, in a

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ class Store:
             sa.event.listen(self.engine, "begin", _sqlite_begin)
         self.dry_run = dry_run
         self._dry_conn: Connection | None = None
+        self._local = threading.local()      # a connection pinned by ``pinned()``, per thread
         self.upgrade()
 
     @staticmethod
@@ -97,29 +99,48 @@ class Store:
         Only for writes whose loss is safe: the record after a hand-off (a lost record leaves
         the step ``sending``, which becomes ``uncertain``, never sent again)."""
         if not self.dry_run:
-            if durable:
-                with self.engine.begin() as conn:
-                    yield conn
-            elif self.is_sqlite:
-                with self.engine.connect() as conn:
-                    raw: Any = conn.connection.dbapi_connection
+            with self._connection() as conn:
+                raw: Any = None
+                if not durable and self.is_sqlite:
+                    raw = conn.connection.dbapi_connection
                     raw.execute("PRAGMA synchronous=NORMAL")   # not allowed inside a transaction
-                    try:
-                        with conn.begin():
-                            yield conn
-                    finally:
+                try:
+                    with conn.begin():
+                        if not durable and conn.dialect.name == "postgresql":
+                            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                        yield conn
+                finally:
+                    if raw is not None:
                         raw.execute("PRAGMA synchronous=FULL")
-            else:
-                with self.engine.begin() as conn:
-                    if conn.dialect.name == "postgresql":
-                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                    yield conn
             return
         if self._dry_conn is None:
             self._dry_conn = self.engine.connect()
             self._dry_conn.begin()
         with self._dry_conn.begin_nested():
             yield self._dry_conn
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Inside it, this thread's transactions reuse one connection: a dispatch's many short
+        ones check a connection out (and, on PostgreSQL, ping it) once, not each time."""
+        if self.dry_run or getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        pinned = getattr(self._local, "conn", None)
+        if pinned is not None and not pinned.in_transaction() and not pinned.invalidated:
+            yield pinned
+            return
+        with self.engine.connect() as conn:
+            yield conn
 
     def close(self) -> None:
         if self._dry_conn is not None:
