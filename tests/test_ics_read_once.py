@@ -124,3 +124,15 @@ def series_blocks() -> list[str]:
     return [vevent("s", "20261005T100000", "RRULE:FREQ=WEEKLY;COUNT=4", end="20261005T105000"),
             vevent("s", "20261013T100000", "RECURRENCE-ID;TZID=America/New_York:20261012T100000",
                    end="20261013T105000")]
+
+
+@pytest.mark.parametrize("text,whole", [
+    ("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", True),
+    ("BEGIN:VCALENDAR\r\nend:vcalendar\r\n", True),
+    ("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\njunk after\r\n", True),
+    ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDESCRIPTION:see END:VCALENDAR", False),
+    ("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\nBEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n", False),
+    ("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\nX:END:VCALENDAR\r\n", True),
+])
+def test_a_feed_ends_every_calendar_only_with_an_end_line(text: str, whole: bool) -> None:
+    assert ics._ends_every_calendar(text) is whole

@@ -339,7 +339,11 @@ def _plain_source(o: Any) -> Any:
 
 def _ends_every_calendar(text: str) -> bool:
     """Whether an END:VCALENDAR line follows the last BEGIN:VCALENDAR (trailing junk is allowed)."""
-    begin = text.upper().rfind("BEGIN:VCALENDAR")
+    upper = text.upper()
+    begin = upper.rfind("BEGIN:VCALENDAR")
+    end = upper.rfind("END:VCALENDAR")
+    if end > begin and (end == 0 or upper[end - 1] in "\r\n"):
+        return True        # the usual case, without a case-blind scan of the whole feed
     return _END_LINE.search(text, begin) is not None
 
 
