@@ -44,6 +44,7 @@ class Event:
     overrides: dict[int, str] = field(default_factory=dict)   # occurrence n → "moved" | "cancelled"
     title: str = "Jane Doe"
     broken: bool = False
+    until: bool = False             # the series ends by UNTIL (a DATE, or UTC) instead of COUNT
 
 
 @dataclass
@@ -92,7 +93,10 @@ def _blocks(e: Event, fold: bool) -> list[str]:
         start = start.replace(hour=0)
     if not e.count:
         return [_block(e, start, [], fold)]
-    out = [_block(e, start, [f"RRULE:FREQ=WEEKLY;COUNT={e.count}"], fold)]
+    last = start + timedelta(weeks=e.count - 1)
+    until = last.strftime("%Y%m%d") if e.form == "date" else (last + timedelta(hours=12)).strftime("%Y%m%dT%H%M%SZ")
+    rule = f"RRULE:FREQ=WEEKLY;UNTIL={until}" if e.until else f"RRULE:FREQ=WEEKLY;COUNT={e.count}"
+    out = [_block(e, start, [rule], fold)]
     for n, how in sorted(e.overrides.items()):
         original = start + timedelta(weeks=n)
         p, v = _stamp(e, original)
@@ -109,11 +113,11 @@ def events(draw: st.DrawFn, uid: str) -> Event:
     hours = draw(st.one_of(st.integers(-24 * 40, 24 * 100), st.integers(-24 * 500, 24 * 500)))
     count = draw(st.sampled_from([0, 0, 3, 12]))
     return Event(uid, hours, draw(st.sampled_from(FORMS)), count,
-                 broken=draw(st.integers(0, 30)) == 0)
+                 broken=draw(st.integers(0, 30)) == 0, until=draw(st.booleans()))
 
 
 EDITS = ["add", "remove", "move", "override", "drop_override", "zone_of_event", "vtimezone", "xwr",
-         "reorder", "fold", "retitle"]
+         "reorder", "fold", "retitle", "end_outside"]
 
 
 def edit(draw: st.DrawFn, feed: Feed, n: int) -> Feed:
@@ -138,6 +142,10 @@ def edit(draw: st.DrawFn, feed: Feed, n: int) -> Feed:
         evs[uid] = replace(e, overrides={k: v for k, v in e.overrides.items() if k != gone})
     elif kind == "zone_of_event":
         evs[uid] = replace(e, form=draw(st.sampled_from(FORMS)))
+    elif kind == "end_outside" and e.count:
+        # the series ends before the window, or starts after it, or comes back: cut before parsing or not
+        hours = draw(st.sampled_from([-24 * 7 * (e.count + 4), -24 * 7 * e.count - 24 * 30, 24 * 95, 24 * 130]))
+        evs[uid] = replace(e, hours=hours, until=draw(st.booleans()))
     elif kind == "retitle":
         evs[uid] = replace(e, title=draw(st.sampled_from(["Jane Doe", "Omar Haddad", "Cancelled: Jane Doe"])))
     elif kind == "vtimezone":
@@ -189,6 +197,8 @@ def _inside(view: dict[str, Occurrence]) -> dict[str, Occurrence]:
 
 def _full(source: IcsSource, text: str) -> tuple[dict[str, Occurrence], set[str]]:
     occurrences, _, unreadable = source.parse_full(text.encode(), WINDOW)
+    whole = source.parse_full(text.encode(), WINDOW, skip_distant=False)     # nothing set aside
+    assert (sorted(occurrences, key=repr), unreadable) == (sorted(whole[0], key=repr), whole[2])
     return {o.key: o for o in occurrences}, unreadable
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import warnings as warnings_module
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +24,7 @@ from typing import Any, Iterator
 
 from connectors import http
 from connectors.calendars.base import (
+    Attendee,
     CalendarSource,
     FetchResult,
     Occurrence,
@@ -217,53 +219,131 @@ class IcsSource(CalendarSource):
                 warnings.append(f"{len(skipped)} series with a rule that cannot be expanded kept as they were")
             # between() is ~9x faster than walking after() on big exports; runaway rules
             # (more often than hourly) were set aside as damaged, so the result is bounded.
-            components = query.between(window.start, window.end)
-            if len(components) > MAX_OCCURRENCES:
+            found = _occurrences_between(query, window)
+            if len(found) > MAX_OCCURRENCES:
                 raise SourceError(self.name, where, f"more than {MAX_OCCURRENCES} occurrences in the window")
-            out = [self._occurrence(c, recurring) for c in components]
+            fixed: dict[int, _Fixed] = {}
+            out = [self._from_library(o, query, recurring, fixed) for o in found]
             return [o for o in out if o is not None]
         except SourceError:
             raise
         except Exception as exc:
             raise SourceError(self.name, where, f"cannot expand recurrences: {_short(exc)}") from None
 
+    def _from_library(self, o: Any, query: Any, recurring: set[str], fixed: dict[int, _Fixed]) -> Occurrence | None:
+        """The occurrence the library found, read without copying its component when it can be.
+
+        ``query.between`` copies the series' component for every occurrence and sets DTSTART,
+        DTEND and (when absent) RECURRENCE-ID on the copy; everything else is the component's
+        own.  So a plain occurrence is read from its start, end and source component, whose
+        other properties are read once per component (``fixed``), not once per occurrence."""
+        source = _plain_source(o)
+        if source is None:
+            copied = o.as_component(query.keep_recurrence_attributes) if hasattr(o, "as_component") else o
+            return self._occurrence(copied, recurring)
+        key = id(source)
+        if key not in fixed:
+            fixed[key] = self._fixed(source)
+        rid = source.get("RECURRENCE-ID")
+        return self._build(o.start, o.end, None, o.start if rid is None else rid, fixed[key], recurring)
+
     def _occurrence(self, c: Any, recurring: set[str]) -> Occurrence | None:
-        tz = self.context.timezone
         raw_start = c.get("DTSTART")
         if raw_start is None:
             return None
+        duration = None
+        if c.get("DURATION") is not None:
+            try:
+                duration = c.decoded("DURATION")
+            except Exception:
+                duration = None
+        return self._build(raw_start, c.get("DTEND"), duration, c.get("RECURRENCE-ID"), self._fixed(c), recurring)
+
+    def _fixed(self, c: Any) -> _Fixed:
+        """What every occurrence of component ``c`` shares."""
+        tz = self.context.timezone
+        return _Fixed(
+            uid=str(c.get("UID") or "").strip(), summary_key=str(c.get("SUMMARY", "")),
+            status=str(c.get("STATUS") or "CONFIRMED").strip().lower(),
+            summary=plain_text(c.get("SUMMARY")), description=plain_text(c.get("DESCRIPTION")),
+            categories=category_words(c.get("CATEGORIES")),
+            attendees=attendees_of(c.get("ATTENDEE"), organizer=mail_address(c.get("ORGANIZER"))),
+            color=plain_text(c.get("COLOR")) or None, last_modified=aware_time(c.get("LAST-MODIFIED"), tz))
+
+    def _build(self, raw_start: Any, raw_end: Any, duration: Any, raw_rid: Any, f: _Fixed,
+               recurring: set[str]) -> Occurrence | None:
+        tz = self.context.timezone
         start_value = getattr(raw_start, "dt", raw_start)
         all_day = isinstance(start_value, date) and not isinstance(start_value, datetime)
         start = aware_time(raw_start, tz)
-        end = aware_time(c.get("DTEND"), tz)
-        if end is None and c.get("DURATION") is not None and start is not None:
+        end = aware_time(raw_end, tz)
+        if end is None and duration is not None and start is not None:
             try:
-                end = start + c.decoded("DURATION")
+                end = start + duration
             except Exception:
                 end = None
         if start is None:
             return None
         if end is None or end < start:
             end = start + (timedelta(days=1) if all_day else timedelta(0))
-        uid = str(c.get("UID") or "").strip() or "nouid-" + hashlib.sha1(
-            f"{start.isoformat()}|{c.get('SUMMARY', '')}".encode()).hexdigest()[:16]
+        uid = f.uid or "nouid-" + hashlib.sha1(f"{start.isoformat()}|{f.summary_key}".encode()).hexdigest()[:16]
         key = uid
         if uid in recurring:
-            rid = aware_time(c.get("RECURRENCE-ID"), tz) or start
+            rid = aware_time(raw_rid, tz) or start
             key = f"{uid}@{rid.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
         return Occurrence(
-            key=key, uid=uid, start=start, end=end, all_day=all_day,
-            status=str(c.get("STATUS") or "CONFIRMED").strip().lower(),
-            summary=plain_text(c.get("SUMMARY")), description=plain_text(c.get("DESCRIPTION")),
-            categories=category_words(c.get("CATEGORIES")),
-            attendees=attendees_of(c.get("ATTENDEE"), organizer=mail_address(c.get("ORGANIZER"))),
-            color=plain_text(c.get("COLOR")) or None, last_modified=aware_time(c.get("LAST-MODIFIED"), tz),
+            key=key, uid=uid, start=start, end=end, all_day=all_day, status=f.status,
+            summary=f.summary, description=f.description, categories=f.categories, attendees=f.attendees,
+            color=f.color, last_modified=f.last_modified,
         )
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """The properties every occurrence of one component shares, read once."""
+    uid: str
+    summary_key: str          # SUMMARY as the key of an event without a UID hashes it
+    status: str
+    summary: str
+    description: str
+    categories: tuple[str, ...]
+    attendees: tuple[Attendee, ...]
+    color: str | None
+    last_modified: datetime | None
+
+
+def _occurrences_between(query: Any, window: Window) -> list[Any]:
+    """``query.between(window)`` before the library copies each occurrence's component.
+
+    The library's own steps of ``between`` (recurring-ical-events 3.x); where they are not
+    there, its copies, which :meth:`IcsSource._occurrence` reads."""
+    between, to_datetime = getattr(query, "_occurrences_between", None), getattr(query, "to_datetime", None)
+    if between is None or to_datetime is None:
+        return list(query.between(window.start, window.end))
+    return list(between(to_datetime(window.start), to_datetime(window.end)))
+
+
+def _plain_source(o: Any) -> Any:
+    """The component a library occurrence copies, when the copy changes DTSTART, DTEND and
+    RECURRENCE-ID only (a plain event occurrence); else None."""
+    import recurring_ical_events.occurrence as lib
+
+    if type(o) is not lib.Occurrence:
+        return None
+    adapter = getattr(o, "_adapter", None)
+    source = getattr(adapter, "_component", None)
+    if source is None or getattr(adapter, "end_property", None) != "DTEND" or source.name != "VEVENT":
+        return None
+    return source
 
 
 def _ends_every_calendar(text: str) -> bool:
     """Whether an END:VCALENDAR line follows the last BEGIN:VCALENDAR (trailing junk is allowed)."""
-    begin = text.upper().rfind("BEGIN:VCALENDAR")
+    upper = text.upper()
+    begin = upper.rfind("BEGIN:VCALENDAR")
+    end = upper.rfind("END:VCALENDAR")
+    if end > begin and (end == 0 or upper[end - 1] in "\r\n"):
+        return True        # the usual case, without a case-blind scan of the whole feed
     return _END_LINE.search(text, begin) is not None
 
 

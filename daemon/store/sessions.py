@@ -74,9 +74,9 @@ def window_counts(conn: Connection, calendar: str, start: datetime, end: datetim
     what the vanish breaker weighs a delta against when only its rows were loaded."""
     shown = sa.and_(sessions.c.calendar == calendar, sessions.c.present.is_(True),
                     sessions.c.start >= ts(start), sessions.c.start < ts(end))
-    n = conn.execute(sa.select(sa.func.count()).select_from(sessions).where(shown)).scalar_one()
-    upcoming = conn.execute(sa.select(sa.func.count()).select_from(sessions).where(
-        shown, sessions.c.status == "active", sessions.c.start > ts(now))).scalar_one()
+    ahead = sa.case((sa.and_(sessions.c.status == "active", sessions.c.start > ts(now)), 1), else_=0)
+    n, upcoming = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(ahead), 0))
+                               .select_from(sessions).where(shown)).one()     # one pass, not two
     return int(n), int(upcoming)
 
 
