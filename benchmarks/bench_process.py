@@ -17,11 +17,15 @@ Every figure is the wall time of a child process: ``time.perf_counter()`` around
   fresh store before the cold run, on the store an earlier empty run left before the unchanged
   and one-change runs.
 - net = process - its start-up, measured just before it in the same round; ratio = net / the bare
-  process's net.  Goals (bench_ratios.GOALS): one-change <= 0.05, unchanged <= 0.01, cold <= 1.2.
+  process's net.  The verdicts use wall time; the same ratios in the child's CPU time (user +
+  system, ``getrusage(RUSAGE_CHILDREN)``) are printed too.  On a shared 2-core machine two identical
+  processes differ by ~0.1 s in either, so small nets need many ``--runs``.  Goals (bench_ratios.GOALS): one-change <= 0.05, unchanged <= 0.01, cold <= 1.2.
 
 Each of ``--runs`` rounds, per size and export kind (``one-offs``: generate.py; ``series``:
-generate_series.py), in this order: bare start-up, bare, once start-up (fresh), cold, once
-start-up, unchanged, once start-up, one-change.  Medians are reported.  Every child's exit code
+generate_series.py), in this order: python without the libraries, bare start-up, bare, once
+start-up (fresh), cold, once start-up, unchanged, once start-up, one-change.  The first two give
+the libraries' import time, printed for reading the nets: welcomeback imports icalendar only when
+it parses events, so its empty-calendar start-up leaves that import in the cold and one-change nets.  Medians are reported.  Every child's exit code
 is checked, the cold run must store as many sessions as the bare parse found, the unchanged run
 must start nothing, and the one-change run must store one more cancelled session and make exactly
 one follow-up (open; on the series export closed at once as rebooked, the client's next weekly
@@ -39,6 +43,7 @@ import compileall
 import contextlib
 import logging
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -70,31 +75,36 @@ cal = icalendar.Calendar.from_ical(body)
 print(len(recurring_ical_events.of(cal).between(datetime.fromisoformat(sys.argv[2]),
                                                 datetime.fromisoformat(sys.argv[3]))))
 """
+NO_LIBRARIES = "import sys, warnings\nfrom datetime import datetime\n"   # BARE's start-up without the libraries
 QUICK = 300
 TIMEOUT = 900
 KINDS = ("one-offs", "series")
-NAMES = ("bare", "cold", "unchanged", "one-change")
+NAMES = ("bare", "cold", "unchanged", "one-change", "imports")
 
 
 @dataclass
 class Child:
-    """A finished child process: its wall time and what it printed."""
+    """A finished child process: its wall time, its CPU time (user + system) and what it printed."""
 
     seconds: float
+    cpu: float
     stdout: str
 
 
 def spawn(args: list[str], cwd: Path) -> Child:
-    """Run ``args`` in ``cwd``; its wall time.  Raises SystemExit when it fails."""
+    """Run ``args`` in ``cwd``; its wall and CPU time.  Raises SystemExit when it fails."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["WELCOMEBACK_NO_KEYRING"] = "1"
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     elapsed = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)   # children are waited for one at a time
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
     if done.returncode != 0:
         raise SystemExit(f"benchmark child failed (exit {done.returncode}): {' '.join(args[:1] + args[-3:])}\n"
                          f"{done.stdout}{done.stderr}")
-    return Child(elapsed, done.stdout)
+    return Child(elapsed, cpu, done.stdout)
 
 
 def precompile() -> None:
@@ -139,27 +149,28 @@ class Setup:
         return spawn([str(self.bin / "welcomeback"), "--config", str(practice.config_path),
                       "once", "--now", practice.gen.reference.isoformat()], practice.gen.folder)
 
-    def round(self) -> dict[str, tuple[float, float]]:
-        """One alternating round: (process seconds, start-up seconds) of each measurement."""
+    def round(self) -> dict[str, tuple[Child, Child]]:
+        """One alternating round: (process, its start-up) of each measurement."""
         p, e = self.practice, self.empty
+        plain = spawn([str(self.bin / "python"), "-c", NO_LIBRARIES], e.gen.folder)
         startup = self.bare(e)
         bare = self.bare(p)
         expected = _count(bare, startup)
         self.gen.ics.write_bytes(self.body)
         p.reset_store()
         e.reset_store()
-        out = {"bare": (bare.seconds, startup.seconds)}
+        out = {"bare": (bare, startup), "imports": (startup, plain)}
         fresh = self.once(e)
         cold = self.once(p)
         _expect(fresh, e, 0, [])
         _expect(cold, p, expected, [])
-        out["cold"] = (cold.seconds, fresh.seconds)
+        out["cold"] = (cold, fresh)
         cancelled = _cancelled(p)
         p.snapshot(self.cold_store)
         warm = self.once(e)
         unchanged = self.once(p)
         _expect(unchanged, p, expected, [])
-        out["unchanged"] = (unchanged.seconds, warm.seconds)
+        out["unchanged"] = (unchanged, warm)
         p.reset_store(self.cold_store)
         self.gen.ics.write_bytes(self.changed)
         warm = self.once(e)
@@ -167,7 +178,7 @@ class Setup:
         self.changed_summary = _expect(changed, p, expected, None)
         if _cancelled(p) != cancelled + 1:
             raise SystemExit(f"benchmark: the one-change run left {_cancelled(p)} cancelled sessions, not {cancelled + 1}")
-        out["one-change"] = (changed.seconds, warm.seconds)
+        out["one-change"] = (changed, warm)
         self.gen.ics.write_bytes(self.body)
         return out
 
@@ -200,8 +211,8 @@ def _cancelled(practice: Practice) -> int:
         return int(db.execute("SELECT count(*) FROM sessions WHERE status = 'cancelled'").fetchone()[0])
 
 
-def measure(folder: Path, events: int, kind: str, runs: int) -> tuple[dict[str, list[tuple[float, float]]], str]:
-    """(process, start-up) seconds of each measurement, per round; the one-change run's summary line."""
+def measure(folder: Path, events: int, kind: str, runs: int) -> tuple[dict[str, list[tuple[Child, Child]]], str]:
+    """(process, start-up) of each measurement, per round; the one-change run's summary line."""
     setup = Setup(folder, events, kind)
     setup.bare(setup.empty)                # untimed warm-up: bytecode caches, the empty store's schema
     setup.once(setup.empty)
@@ -209,16 +220,17 @@ def measure(folder: Path, events: int, kind: str, runs: int) -> tuple[dict[str, 
     return {name: [r[name] for r in rounds] for name in NAMES}, setup.changed_summary
 
 
-def report(events: int, kind: str, runs: int, seconds: dict[str, list[tuple[float, float]]], summary: str,
+def report(events: int, kind: str, runs: int, children: dict[str, list[tuple[Child, Child]]], summary: str,
            out: Callable[[str], None] = print) -> None:
     def med(name: str, i: int) -> float:
-        return statistics.median(x[i] for x in seconds[name]) * 1e3
+        return statistics.median(pair[i].seconds for pair in children[name]) * 1e3
 
-    nets = {name: [proc - start for proc, start in seconds[name]] for name in NAMES}
+    nets = {name: [proc.seconds - start.seconds for proc, start in children[name]] for name in NAMES}
+    cpu = {name: statistics.median(proc.cpu - start.cpu for proc, start in children[name]) for name in NAMES}
     bare = statistics.median(nets["bare"])
     out(f"whole processes: {events} appointments ({kind}), median of {runs} alternating runs; "
         f"bare process {med('bare', 0):.0f} ms - its start-up {med('bare', 1):.0f} ms = bare parse "
-        f"{bare * 1e3:.0f} ms")
+        f"{bare * 1e3:.0f} ms (CPU time {cpu['bare'] * 1e3:.0f} ms)")
     for name, goal in bench_ratios.GOALS.items():
         net = statistics.median(nets[name])
         pairs = statistics.median(n / b for n, b in zip(nets[name], nets["bare"]))
@@ -227,13 +239,17 @@ def report(events: int, kind: str, runs: int, seconds: dict[str, list[tuple[floa
             verdict += ", below the start-up's noise"
         out(f"  {name + ' poll / bare':<24} {net / bare:8.4f}  (once {med(name, 0):7.1f} ms - start-up "
             f"{med(name, 1):6.1f} ms = {net * 1e3:7.1f} ms; median of per-run ratios {pairs:.4f}; "
-            f"goal <= {goal}: {verdict})")
+            f"CPU time {cpu[name] / cpu['bare']:.4f}; goal <= {goal}: {verdict})")
     out(f"  one-change once said: {summary}")
+    out(f"  importing icalendar + recurring_ical_events: {statistics.median(nets['imports']) * 1e3:.0f} ms "
+        f"(bare start-up - the same python -c without them); in the bare's start-up, but not in the "
+        f"empty-calendar once's (it never imports them), so in the cold and one-change nets")
 
 
 def run(sizes: list[int], runs: int, kinds: list[str], in_process: bool = False,
         out: Callable[[str], None] = print) -> int:
-    out("whole-process ratios: wall time of each child process (time.perf_counter around subprocess.run);")
+    out("whole-process ratios: wall time of each child process (time.perf_counter around subprocess.run; the verdicts); "
+        "CPU time: its user + system time (getrusage), a second view;")
     out("  start-up = the same command on an empty VCALENDAR (welcomeback once: same store kind and settings, "
         "a fresh store before the cold run, a used one otherwise); net = process - start-up")
     precompile()
