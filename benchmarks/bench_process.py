@@ -229,7 +229,7 @@ def report(events: int, kind: str, runs: int, children: dict[str, list[tuple[Chi
     cpu = {name: statistics.median(proc.cpu - start.cpu for proc, start in children[name]) for name in NAMES}
     bare = statistics.median(nets["bare"])
     out(f"whole processes: {events} appointments ({kind}), median of {runs} alternating runs; "
-        f"bare process {med('bare', 0):.0f} ms - its start-up {med('bare', 1):.0f} ms = bare parse "
+        f"bare process {med('bare', 0):.0f} ms, its start-up {med('bare', 1):.0f} ms, net (the bare parse) "
         f"{bare * 1e3:.0f} ms (CPU time {cpu['bare'] * 1e3:.0f} ms)")
     for name, goal in bench_ratios.GOALS.items():
         net = statistics.median(nets[name])
@@ -237,8 +237,8 @@ def report(events: int, kind: str, runs: int, children: dict[str, list[tuple[Chi
         verdict = "meets" if net / bare <= goal else "misses"
         if net < 0:
             verdict += ", below the start-up's noise"
-        out(f"  {name + ' poll / bare':<24} {net / bare:8.4f}  (once {med(name, 0):7.1f} ms - start-up "
-            f"{med(name, 1):6.1f} ms = {net * 1e3:7.1f} ms; median of per-run ratios {pairs:.4f}; "
+        out(f"  {name + ' poll / bare':<24} {net / bare:8.4f}  (once {med(name, 0):7.1f} ms, start-up "
+            f"{med(name, 1):6.1f} ms, net {net * 1e3:7.1f} ms; median of per-run ratios {pairs:.4f}; "
             f"CPU time {cpu[name] / cpu['bare']:.4f}; goal <= {goal}: {verdict})")
     out(f"  one-change once said: {summary}")
     out(f"  importing icalendar + recurring_ical_events: {statistics.median(nets['imports']) * 1e3:.0f} ms "
@@ -251,7 +251,8 @@ def run(sizes: list[int], runs: int, kinds: list[str], in_process: bool = False,
     out("whole-process ratios: wall time of each child process (time.perf_counter around subprocess.run; the verdicts); "
         "CPU time: its user + system time (getrusage), a second view;")
     out("  start-up = the same command on an empty VCALENDAR (welcomeback once: same store kind and settings, "
-        "a fresh store before the cold run, a used one otherwise); net = process - start-up")
+        "a fresh store before the cold run, a used one otherwise);")
+    out("  net = the median of each run's (process - its start-up); ratio = net / the bare process's net")
     precompile()
     tmp = Path(tempfile.mkdtemp(prefix="wb-process-"))
     try:
