@@ -26,16 +26,21 @@ from harness import Practice, bare, timed_poll
 GOALS = {"cold": 1.2, "unchanged": 0.01, "one-change": 0.05}
 
 
+def export(folder: Path, events: int, kind: str) -> tuple[generate.Generated, bytes]:
+    """Write the ``kind`` export of ``events`` appointments into ``folder``; return it and the
+    same export's bytes with one upcoming appointment cancelled."""
+    if kind == "series":
+        series = generate_series.generate_series(folder, events=events)
+        return series.generated, series.one_cancelled()
+    gen = generate.generate(folder, events=events)
+    from bench_poll import pick_target
+
+    return gen, gen.changed(pick_target(gen), status="CANCELLED")
+
+
 def measure(folder: Path, events: int, kind: str, runs: int) -> dict[str, list[float]]:
     """Seconds of each measurement per run."""
-    if kind == "series":
-        export = generate_series.generate_series(folder, events=events)
-        gen, changed = export.generated, export.one_cancelled()
-    else:
-        gen = generate.generate(folder, events=events)
-        from bench_poll import pick_target
-
-        changed = gen.changed(pick_target(gen), status="CANCELLED")
+    gen, changed = export(folder, events, kind)
     body = gen.ics.read_bytes()
     p = Practice(gen, gen.config)
     window = p.window()

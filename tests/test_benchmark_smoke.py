@@ -102,3 +102,20 @@ def test_replica_benchmark_runs_two_replicas_without_duplicates() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     row = done.stdout.splitlines()[-1].split()
     assert row[0] == "2" and row[1] == "6/6" and row[-1] == "0", done.stdout
+
+
+def test_whole_process_benchmark_runs(tmp_path: Path) -> None:
+    """bench_process at its --quick size, one round: real `welcomeback once` processes (the script
+    checks their exit codes, the sessions stored and the follow-up started); figures not checked."""
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_process.py"), "--quick", "--runs", "1"],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "start-up = the same command on an empty VCALENDAR" in out, out
+    for kind in ("one-offs", "series"):
+        assert f"whole processes: 300 appointments ({kind}), median of 1 alternating runs" in out, out
+    for row in ("cold poll / bare", "unchanged poll / bare", "one-change poll / bare"):
+        assert out.count(row) == 2, out
+    assert "one-change once said: 1 calendar(s) polled, 1 follow-up(s) started" in out, out
+    assert not list(tmp_path.iterdir())
