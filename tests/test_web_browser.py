@@ -50,6 +50,7 @@ def site(tmp_path, browser):
     browser.delete_all_cookies()
     yield SimpleNamespace(practice=practice, engine=engine, base=f"http://127.0.0.1:{server.port}",
                           shots=tmp_path / "screenshots")
+    browser.get("about:blank")          # nothing of this test's page left in flight when the server stops
     server.stop()
     engine.close()
 
