@@ -50,8 +50,10 @@ def test_generator_is_deterministic_and_welcomeback_reads_its_output(tmp_path: P
 def test_benchmark_runs_and_exits_zero(tmp_path: Path) -> None:
     # 500 events: at 200 the poll's fixed bookkeeping (~1 ms) is already about 1 % of
     # the bare parse, so the script's own 1 % check would measure noise, not the hash path.
+    # One run of the ratio tables that follow: their five alternating runs are test_ratio_tables_run's.
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "bench_poll.py"), "--events", "500", "--repeat", "1", "--no-limit"],
+        [sys.executable, str(BENCH / "bench_poll.py"), "--events", "500", "--repeat", "1", "--no-limit",
+         "--runs", "1"],
         check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
         env={**os.environ, "TMPDIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -62,12 +62,12 @@ def test_new_mail_asks_for_a_read_and_nothing_else_does(imap: dovecot.Dovecot) -
 
 def test_idle_is_renewed_and_still_hears(imap: dovecot.Dovecot) -> None:
     asked = threading.Event()
-    watcher = IdleWatcher(_inbox(imap, "idle2"), asked.set, renew=0.5, check=0.1)
+    watcher = IdleWatcher(_inbox(imap, "idle2"), asked.set, renew=0.25, check=0.05)
     imap.append("idle2", _note("idle2"))
     watcher.start()
     try:
         assert watcher.idling.wait(10)
-        time.sleep(1.6)                                    # several IDLE/DONE rounds on one connection
+        time.sleep(0.8)                                    # several IDLE/DONE rounds on one connection
         imap.append("idle2", _note("idle2"))
         assert asked.wait(10)
     finally:
@@ -94,10 +94,12 @@ def test_a_lost_server_is_retried_and_a_server_without_idle_is_left_to_the_inter
     gone.inbox = ImapInbox(ImapSettings("127.0.0.1", dovecot.free_port(), security="none",
                                         username=dovecot.USER, timeout=2), lambda _n: dovecot.PASSWORD)
     gone.start()
-    time.sleep(0.8)                                        # a few refused connections, retried
+    deadline = time.monotonic() + 10                       # a few refused connections, retried
+    while caplog.text.count("waiting for new mail failed (inbox 127.0.0.1") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert gone._thread is not None and gone._thread.is_alive()
     gone.stop()
-    assert "waiting for new mail failed (inbox 127.0.0.1" in caplog.text
+    assert caplog.text.count("waiting for new mail failed (inbox 127.0.0.1") >= 3
 
 
 def _welcomeback() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from daemon.engine.cycle import Engine
 from daemon.engine.places import state_dir
 from daemon.store.tables import steps
 from daemon.web.app import create_app
-from daemon.web.security import set_password
+from daemon.web.security import password_path
 from tests.conftest import Practice, local
 from tests.stories import jane_no_show
 
@@ -31,10 +32,27 @@ def console(practice: Practice, now: datetime = CALL_DUE, *, story: bool = True,
     cfg = config_mod.load(practice.config)
     clock = FixedClock(now)
     engine = Engine(cfg, clock, acquire_lock=False)
-    set_password(state_dir(cfg), PASSWORD)
+    quick_password(state_dir(cfg))
     app = create_app(engine, state_dir(cfg), idle_timeout=kw.pop("idle_timeout", timedelta(minutes=30)), **kw)
     app.config["TESTING"] = True
     return app, engine, clock
+
+
+def quick_password(state: Path, password: str = PASSWORD) -> Path:
+    """The console's password file as ``set_password`` writes it (an Argon2id hash, mode 0600),
+    but hashed with Argon2's lowest cost parameters: ``check_password`` verifies with the
+    parameters stored in the hash, so each sign-in costs about a millisecond instead of the
+    default's quarter second (on 2 cores, across the web tests, that is most of a minute).
+    A wrong password is refused all the same.  ``set_password`` itself (default parameters,
+    0600, atomic) is checked in tests/test_web_routes.py and tests/test_web_cli.py."""
+    from argon2 import PasswordHasher
+
+    path = password_path(state)
+    state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(password) + "\n")
+    return path
 
 
 def quiet_cli_handlers() -> None:

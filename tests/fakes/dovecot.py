@@ -8,11 +8,13 @@ of real MIME bytes, which is what a mail server's delivery amounts to.
 
 from __future__ import annotations
 
+import atexit
 import imaplib
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,14 +133,28 @@ def start(extra: str = "") -> Dovecot:
 
 
 def stop(server: Dovecot) -> None:
+    """SIGTERM to Dovecot's master; it takes a few seconds to wind its services down, so the
+    wait for it to exit and the removal of its folder happen in the background (joined at the
+    latest when the test process exits)."""
     pid_file = server.root / "run" / "master.pid"
-    if pid_file.exists():
-        pid = int(pid_file.read_text().strip())
+    pid = int(pid_file.read_text().strip()) if pid_file.exists() else None
+    if pid is not None:
         os.kill(pid, 15)
-        for _ in range(100):
+    reaper = threading.Thread(target=_reap, args=(pid, server.root), name="dovecot-stop", daemon=True)
+    reaper.start()
+    _stopping.append(reaper)
+
+
+def _reap(pid: int | None, root: Path) -> None:
+    if pid is not None:
+        for _ in range(500):
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 break
             time.sleep(0.02)
-    shutil.rmtree(server.root, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+_stopping: list[threading.Thread] = []
+atexit.register(lambda: [t.join(15) for t in _stopping])
