@@ -67,6 +67,8 @@ class Store:
 
     def upgrade(self) -> None:
         """Create tables or upgrade an older schema; refuses a newer one."""
+        if self._current():
+            return
         with self.engine.begin() as conn:
             metadata.create_all(conn)
             row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
@@ -84,6 +86,15 @@ class Store:
                                  .values(value=str(SCHEMA_VERSION)))
                 else:
                     conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def _current(self) -> bool:
+        """Whether the store already has this version's schema: every command opens the store,
+        and checking each table (``create_all``) costs a round trip per table."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(meta.name):
+                return False
+            row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
+            return row is not None and row[0] == str(SCHEMA_VERSION)
 
     @property
     def safe_url(self) -> str:
