@@ -83,7 +83,8 @@ def test_ratio_tables_run(tmp_path: Path) -> None:
     out = proc.stdout
     for kind in ("one-offs", "series"):
         assert f"ratios: 300 appointments ({kind}), median of 5 alternating runs" in out, out
-    for row in ("cold poll / bare", "unchanged poll / bare", "one-change poll / bare"):
+    for row in ("cold poll / bare", "unchanged poll / bare", "one-change poll / bare",
+                "unchanged poll (service) / bare", "one-change poll (service) / bare"):
         assert out.count(row) == 2, out
     assert not list(tmp_path.iterdir())
 
