@@ -148,3 +148,24 @@ def test_a_record_commits_without_waiting_for_the_disk_and_only_it(kind, tmp_pat
         store.close()
     assert (str(relaxed), str(after)) == (("1", "2") if kind == "sqlite" else ("off", "on"))
     assert rows == 1
+
+
+def test_small_chunks_and_stale_facts_still_send_every_step_once(missed, monkeypatch):
+    """Chunks of 5, and facts that are always too old (every step after the first of a chunk
+    sends the rest of the chunk back to be read again): every step goes, once."""
+    import daemon.engine.dispatch as dispatch_module
+
+    monkeypatch.setattr(dispatch_module, "CHUNK", 5)
+    monkeypatch.setattr(dispatch_module, "FRESH", 0.0)
+    engine = _engine(missed)
+    loads: list[int] = []
+    real_load = Dispatcher._load
+    monkeypatch.setattr(Dispatcher, "_load", lambda self, ids: loads.append(len(ids)) or real_load(self, ids))
+    try:
+        counts = engine.dispatch()
+    finally:
+        engine.close()
+    assert counts.get("sent") == len(PEOPLE)
+    mails = missed.mails()
+    assert len(mails) == len(set(mails)) == len(PEOPLE)
+    assert len(loads) == len(PEOPLE) and max(loads) == 5, "each step read afresh, in chunks of at most 5"

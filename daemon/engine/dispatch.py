@@ -74,7 +74,7 @@ class Dispatcher:
             loaded, facts = time.monotonic(), self._load(chunk)
             for i, step_id in enumerate(chunk):
                 # stopping, or slow hand-offs: the rest of the chunk is read afresh (or next start)
-                if self.ctx.stopping.is_set() or time.monotonic() - loaded > FRESH:
+                if self.ctx.stopping.is_set() or (i and time.monotonic() - loaded > FRESH):
                     pending = chunk[i:] + pending
                     break
                 if replicas is not None:
