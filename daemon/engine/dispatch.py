@@ -157,23 +157,30 @@ class Dispatcher:
             unbuildable = f"the message could not be built ({type(exc).__name__}); nothing was sent"
         marker = channel.marker(message) if message is not None else None
         with self.store.transaction() as conn:
-            # what the client told us (STOP, "we spoke") is read afresh, in the claim's transaction
-            facts.flag = followups.client_flag(conn, step["client_id"])
-            reason = self.recheck.reason(conn, step, client, channel, now, facts)
-            if reason == HOLD or channel.backend in self.paused:
-                return
-            if reason:
-                self._skip(conn, step, reason, now)
-                return
-            if self._after_unread_task(step, facts):
-                return
-            if problem is not None:
-                self._template_problem(conn, step, problem, now)
-                return
-            if ("template", step["template"]) in self.known_reports:
-                self.store.resolve(conn, "template", "", step["template"])
-            if not followups.claim(conn, step_id, self.ctx.worker, now, marker=marker):
-                return
+            for attempt in (1, 2):
+                reason = self.recheck.reason(conn, step, client, channel, now, facts)
+                if reason == HOLD or channel.backend in self.paused:
+                    return
+                if reason:
+                    self._skip(conn, step, reason, now)
+                    return
+                if self._after_unread_task(step, facts):
+                    return
+                if problem is not None:
+                    self._template_problem(conn, step, problem, now)
+                    return
+                if ("template", step["template"]) in self.known_reports:
+                    self.store.resolve(conn, "template", "", step["template"])
+                # claimed only if what the client told us (STOP, "we spoke") is what was re-checked
+                if followups.claim(conn, step_id, self.ctx.worker, now, marker=marker,
+                                   flags_as=(step["client_id"], facts.flag)):
+                    break
+                fresh = followups.client_flag(conn, step["client_id"])
+                if attempt == 2 or followups.same_flags(fresh, facts.flag):
+                    return          # no longer planned: stopped meanwhile, or another replica's
+                facts.flag = fresh  # the client's flags changed since the chunk was read: again
+            else:
+                return              # never claimed: nothing is handed off
         if message is None:
             log.error("step %s: %s", step_id, unbuildable)
             self._record(step, "failed", now, reason=unbuildable)

@@ -4,8 +4,8 @@ One query gives each still-planned step with its sequence, its session, the clie
 (reached, opt-outs), its calendar's health and the step before it; one more gives the
 clients' other sessions (is the client coming back?), one the bounced addresses among them.
 A dispatch loads a chunk of steps this way instead of a dozen queries a step
-(``daemon.engine.dispatch`` trusts a chunk's facts for a few seconds only, and reads the
-client's flags once more in the claim's transaction: a STOP never loses that race).
+(``daemon.engine.dispatch`` trusts a chunk's facts for a few seconds only, and claims a step
+only if the client's flags are still what its re-check read: a STOP never loses that race).
 """
 
 from __future__ import annotations

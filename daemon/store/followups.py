@@ -151,13 +151,36 @@ def step_row(conn: Connection, step_id: str) -> Any:
         .where(steps.c.id == step_id)).mappings().first()
 
 
-def claim(conn: Connection, step_id: str, worker: str, now: datetime, *, marker: str | None = None) -> bool:
+def claim(conn: Connection, step_id: str, worker: str, now: datetime, *, marker: str | None = None,
+          flags_as: tuple[str, Any] | None = None) -> bool:
     """planned → sending, only if still planned (another replica may have taken it).
     ``marker`` (the channel's handle for looking the message up) is kept as the provider id
-    until the hand-off's outcome replaces it."""
-    query = _CLAIM_SKIP_LOCKED if conn.dialect.name == "postgresql" else _CLAIM
-    result = conn.execute(query, {"step_id": step_id, "worker": worker, "at": ts(now), "marker": marker})
-    return result.rowcount == 1
+    until the hand-off's outcome replaces it.  ``flags_as`` (client id, the client_flags row the
+    re-check read, or None for none): claimed only if the client's flags are still exactly
+    that (a STOP written since must be re-checked first)."""
+    pg = conn.dialect.name == "postgresql"
+    params: dict[str, Any] = {"step_id": step_id, "worker": worker, "at": ts(now), "marker": marker}
+    if flags_as is None:
+        query = _CLAIM_SKIP_LOCKED if pg else _CLAIM
+    else:
+        client_id, flag = flags_as
+        params["client_id"] = client_id
+        if flag is None:
+            query = _CLAIM_NO_FLAGS[pg]
+        else:
+            query = _CLAIM_SAME_FLAGS[pg]
+            params.update({k: flag[k] for k in FLAG_VALUES})
+    return conn.execute(query, params).rowcount == 1
+
+
+FLAG_VALUES = ("opted_out_at", "opted_out_channels", "reached_at")   # what a re-check reads of them
+
+
+def same_flags(a: Any, b: Any) -> bool:
+    """Whether two client_flags rows (or None) say the same to a re-check."""
+    if a is None or b is None:
+        return a is None and b is None
+    return all(a[k] == b[k] for k in FLAG_VALUES)
 
 
 # The statements of every step's hand-off, built once (building one costs ~5x executing it).
@@ -170,6 +193,12 @@ _CLAIM_SKIP_LOCKED = steps.update().where(
     steps.c.id.in_(sa.select(steps.c.id).where(steps.c.id == _B("step_id"), steps.c.state == "planned")
                    .with_for_update(skip_locked=True).scalar_subquery()),
     steps.c.state == "planned").values(**_CLAIM_VALUES)
+_FLAGS_OF = client_flags.c.client_id == _B("client_id", type_=sa.String)
+_NO_FLAGS = ~sa.exists().where(_FLAGS_OF)
+_SAME_FLAGS = sa.exists().where(_FLAGS_OF, *(client_flags.c[k].is_not_distinct_from(_B(k, type_=sa.String))
+                                             for k in FLAG_VALUES))
+_CLAIM_NO_FLAGS = {False: _CLAIM.where(_NO_FLAGS), True: _CLAIM_SKIP_LOCKED.where(_NO_FLAGS)}
+_CLAIM_SAME_FLAGS = {False: _CLAIM.where(_SAME_FLAGS), True: _CLAIM_SKIP_LOCKED.where(_SAME_FLAGS)}
 _FINISH_VALUES: dict[str, Any] = dict(state=_B("state"), reason=_B("reason"), provider_id=_B("provider_id"), finished_at=_B("at"))
 _FINISH = steps.update().where(steps.c.id == _B("step_id")).values(**_FINISH_VALUES)
 _FINISH_MINE = steps.update().where(steps.c.id == _B("step_id"), steps.c.claimed_by == _B("worker"),
