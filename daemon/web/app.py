@@ -19,6 +19,7 @@ from daemon.engine import actions
 from daemon.engine.records import step_records
 from daemon.errors import UserError
 from daemon.store.tables import calendars, dt, sequences
+from daemon.templating.templates import readable_phone
 from daemon.web import security
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ def create_app(engine: Any, state: Path, *, idle_timeout: timedelta = timedelta(
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=secure_cookie,
                       SESSION_COOKIE_NAME="welcomeback", PERMANENT_SESSION_LIFETIME=idle_timeout,
                       MAX_CONTENT_LENGTH=256 * 1024)
+    region = engine.config.clients.default_region
+    # a number as the therapist reads it ("(555) 010-0201"); the tel: link keeps E.164
+    app.jinja_env.filters["phone"] = lambda number: readable_phone(number or "", region)
     limit = security.SignInLimit()
     clock = seconds or (lambda: float(engine.clock.now().timestamp()))
     live: dict[str, float] = {}   # session id -> last seen (engine clock, epoch seconds)
