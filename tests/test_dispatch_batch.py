@@ -54,6 +54,14 @@ def _engine(p) -> Engine:
     return Engine(load(p.config), FixedClock(WEDNESDAY))
 
 
+def _read_chunk(engine: Engine) -> tuple[Dispatcher, list, dict]:
+    """A dispatcher of ``engine``, the due steps, and the chunk of all of them as it read it."""
+    dispatcher = Dispatcher(engine.context)
+    with engine.context.store.transaction() as conn:
+        due = followups.due(conn, WEDNESDAY)
+    return dispatcher, due, dispatcher._load([s["id"] for s in due])
+
+
 def test_a_dispatch_costs_a_few_statements_a_step(missed):
     """Every step re-checked and handed off with at most 8 statements (the step-by-step
     re-check issued about 30: the step, its session twice, the flags twice, the calendar,
@@ -78,14 +86,10 @@ def test_what_the_client_says_after_the_chunk_was_read_still_stops_its_step(miss
     is recorded twice, every other step goes."""
     engine = _engine(missed)
     try:
-        ctx = engine.context
-        dispatcher = Dispatcher(ctx)
-        with ctx.store.transaction() as conn:
-            due = followups.due(conn, WEDNESDAY)
-        loaded = dispatcher._load([s["id"] for s in due])
+        dispatcher, due, loaded = _read_chunk(engine)
         assert len(loaded) == len(PEOPLE)
         stop, reply = due[0], due[1]
-        with ctx.store.transaction() as conn:    # what the inbox job writes, after the chunk was read
+        with engine.context.store.transaction() as conn:    # what the inbox job writes, after the chunk was read
             followups.set_client_flag(conn, stop["client_id"], opted_out_at="2026-11-04T16:59:00+00:00",
                                       opted_out_channels="")
             followups.stop(conn, reply["sequence_id"], "replied", WEDNESDAY)
@@ -110,12 +114,8 @@ def test_flags_that_changed_but_do_not_stop_the_step_are_rechecked_and_it_goes(m
     does not.  The claim sees the flags changed, the re-check runs again on them, the email goes."""
     engine = _engine(missed)
     try:
-        ctx = engine.context
-        dispatcher = Dispatcher(ctx)
-        with ctx.store.transaction() as conn:
-            due = followups.due(conn, WEDNESDAY)
-        loaded = dispatcher._load([due[0]["id"]])
-        with ctx.store.transaction() as conn:
+        dispatcher, due, loaded = _read_chunk(engine)
+        with engine.context.store.transaction() as conn:
             followups.set_client_flag(conn, due[0]["client_id"], opted_out_at="2026-11-04T16:59:00+00:00",
                                       opted_out_channels="sms")
         dispatcher._one(*loaded[due[0]["id"]], WEDNESDAY)
