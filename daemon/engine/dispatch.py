@@ -137,25 +137,14 @@ class Dispatcher:
 
     # -- one step -------------------------------------------------------------------------
     def _one(self, step: Any, facts: Facts, now: datetime) -> None:
-        """Build the message, then in one transaction re-check and claim (planned → sending,
-        committed before the hand-off); hand off; record."""
+        """In one transaction re-check, build the message (only for a step that may go) and
+        claim it (planned → sending, committed before the hand-off); hand off; record."""
         step_id = step["id"]
         if facts.previous is not None and facts.previous["id"] in self.outcomes:   # it went in this dispatch
             facts.previous = {**facts.previous, **self.outcomes[facts.previous["id"]]}
         client = self.ctx.client_of(step["client_id"], step["client_name"], step["client_email"])
         channel = self.channel_for(step["channel"])
-        notes: list[str] = []
-        if channel.medium == "call-task":
-            with self.store.transaction() as conn:
-                notes = [n for n in [patterns.note(conn, self.config, step)] if n]
-        message, problem, unbuildable = None, None, ""
-        try:
-            message = messages.build(step, client, channel, self.config, self.ctx.templates, notes=notes)
-        except TemplateError as exc:
-            problem = exc
-        except Exception as exc:  # permanent: the same data will never build; nothing was handed off
-            unbuildable = f"the message could not be built ({type(exc).__name__}); nothing was sent"
-        marker = channel.marker(message) if message is not None else None
+        built: tuple[Any, TemplateError | None, str] | None = None
         with self.store.transaction() as conn:
             for attempt in (1, 2):
                 reason = self.recheck.reason(conn, step, client, channel, now, facts)
@@ -166,11 +155,15 @@ class Dispatcher:
                     return
                 if self._after_unread_task(step, facts):
                     return
+                if built is None:
+                    built = self._build(conn, step, client, channel)
+                message, problem, unbuildable = built
                 if problem is not None:
                     self._template_problem(conn, step, problem, now)
                     return
                 if ("template", step["template"]) in self.known_reports:
                     self.store.resolve(conn, "template", "", step["template"])
+                marker = channel.marker(message) if message is not None else None
                 # claimed only if what the client told us (STOP, "we spoke") is what was re-checked
                 if followups.claim(conn, step_id, self.ctx.worker, now, marker=marker,
                                    flags_as=(step["client_id"], facts.flag)):
@@ -186,6 +179,16 @@ class Dispatcher:
             self._record(step, "failed", now, reason=unbuildable)
             return
         self._send(step, message, channel, now, marker)
+
+    def _build(self, conn: Any, step: Any, client: Any, channel: Channel) -> tuple[Any, TemplateError | None, str]:
+        """(the message or None, a template's problem, why it could not be built otherwise)."""
+        notes = [n for n in [patterns.note(conn, self.config, step)] if n] if channel.medium == "call-task" else []
+        try:
+            return messages.build(step, client, channel, self.config, self.ctx.templates, notes=notes), None, ""
+        except TemplateError as exc:
+            return None, exc, ""
+        except Exception as exc:  # permanent: the same data will never build; nothing was handed off
+            return None, None, f"the message could not be built ({type(exc).__name__}); nothing was sent"
 
     def _after_unread_task(self, step: Any, facts: Facts) -> bool:
         """The call task before this step could not be read back: whether the therapist closed it
