@@ -124,10 +124,6 @@ def set_session_start(conn: Connection, seq_id: str, start: datetime) -> None:
     conn.execute(sequences.update().where(sequences.c.id == seq_id).values(session_start=ts(start)))
 
 
-def previous_step(conn: Connection, seq_id: str, n: int) -> Any:
-    return conn.execute(sa.select(steps).where(steps.c.sequence_id == seq_id, steps.c.n == n - 1)).mappings().first()
-
-
 def postpone(conn: Connection, step_id: str, due_at: datetime) -> None:
     """A planned step waits until ``due_at`` (the cadence's spacing after the step before it)."""
     conn.execute(steps.update().where(steps.c.id == step_id, steps.c.state == "planned").values(due_at=ts(due_at)))
