@@ -298,10 +298,13 @@ class Dispatcher:
                                                         reports.c.ref.in_(held)))
                     self.known_reports -= {("held", ref) for ref in held}
             closed = followups.close_if_done(conn, step["sequence_id"], now)
-            self.store.audit(conn, now, state, sequence_id=step["sequence_id"], step_id=step["id"],
-                             detail=f"{step['channel']}" + (f": {reason[:500]}" if reason else ""))
-            if closed == "sent":
-                planning.note_invitation(self.ctx, conn, step["sequence_id"], now)
+            detail = f"{step['channel']}" + (f": {reason[:500]}" if reason else "")
+            if closed == "sent":   # the invitation is noted after the step's own entry
+                planning.note_invitation(conn, step["sequence_id"], now,
+                                         first={"event": state, "detail": detail, "step_id": step["id"]})
+            else:
+                self.store.audit(conn, now, state, sequence_id=step["sequence_id"], step_id=step["id"],
+                                 detail=detail)
             if state in ("failed", "uncertain"):
                 self.store.report(conn, now, state, step["calendar"], step["id"], (reason or "")[:500])
         self.outcomes[step["id"]] = {"state": state, "finished_at": ts(now)}

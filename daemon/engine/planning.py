@@ -207,10 +207,10 @@ def rebooked_among(step: Any, theirs: Iterable[SessionRow], rebook_window: timed
     return rules.coming_back(followups.missed_of(step), theirs, rebook_window) is not None
 
 
-def note_invitation(ctx: CycleContext, conn: Any, seq_id: str, now: datetime) -> None:
+def note_invitation(conn: Any, seq_id: str, now: datetime, *, first: dict[str, Any] | None = None) -> None:
     """A follow-up whose every step went out (just closed ``sent``: the caller knows) has given
-    the invitation to return: the contact log says so once.  Nothing more is ever sent, and
-    never a discharge."""
-    if not followups.has_audit(conn, seq_id, "invitation_given"):
-        ctx.store.audit(conn, now, "invitation_given", sequence_id=seq_id,
-                        detail="every step went out; the invitation to return was given and nothing more is sent")
+    the invitation to return: the contact log says so once, after ``first`` (the last step's
+    own entry, written in the same statement).  Nothing more is ever sent, and never a discharge."""
+    followups.audit_once(conn, now, seq_id, "invitation_given",
+                         "every step went out; the invitation to return was given and nothing more is sent",
+                         first=first)

@@ -199,10 +199,26 @@ _FINISH_VALUES: dict[str, Any] = dict(state=_B("state"), reason=_B("reason"), pr
 _FINISH = steps.update().where(steps.c.id == _B("step_id")).values(**_FINISH_VALUES)
 _FINISH_MINE = steps.update().where(steps.c.id == _B("step_id"), steps.c.claimed_by == _B("worker"),
                                     steps.c.state == "sending").values(**_FINISH_VALUES)
-_STEPS_OF = sa.select(steps.c.state, steps.c.reason).where(steps.c.sequence_id == _B("seq_id")).order_by(steps.c.n.desc())
-_CLOSE = sequences.update().where(sequences.c.id == _B("seq_id"), sequences.c.closed_at.is_(None)).values(
-    closed_at=_B("at"), closed_reason=_B("reason"))
-_HAS_AUDIT = sa.select(audit.c.id).where(audit.c.sequence_id == _B("seq_id"), audit.c.event == _B("event"))
+_THEIRS = steps.c.sequence_id == _B("seq_id")
+_LAST = (sa.select(sa.case((steps.c.state == "skipped", steps.c.reason), else_=steps.c.state))
+         .where(_THEIRS).order_by(steps.c.n.desc()).limit(1).scalar_subquery())
+# closed in one statement when no step is open: the reason given, else the last step's (its
+# skip reason, or its state), "done" for a follow-up without steps
+_CLOSE = (sequences.update()
+          .where(sequences.c.id == _B("seq_id"), sequences.c.closed_at.is_(None),
+                 ~sa.exists().where(_THEIRS, steps.c.state.in_(sorted(OPEN_STATES))))
+          .values(closed_at=_B("at"), closed_reason=sa.case(
+              (_B("reason", type_=sa.String).is_not(None), _B("reason", type_=sa.String)),
+              (sa.exists().where(_THEIRS), _LAST), else_=sa.literal("done")))
+          .returning(sequences.c.closed_reason))
+_AUDIT_COLUMNS = ("at", "sequence_id", "step_id", "event", "detail", "client_id")
+# a contact-log entry written only if the follow-up has none of that event yet, in one statement
+_ONCE = (sa.select(*(_B(name, type_=audit.c[name].type) for name in _AUDIT_COLUMNS))
+         .where(~sa.exists().where(audit.c.sequence_id == _B("sequence_id"), audit.c.event == _B("event"))))
+_AUDIT_ONCE = audit.insert().from_select(list(_AUDIT_COLUMNS), _ONCE)
+# the same, after an entry written in any case (the step's own), in one statement
+_AUDIT_THEN_ONCE = audit.insert().from_select(list(_AUDIT_COLUMNS), sa.union_all(
+    sa.select(*(_B(f"first_{name}", type_=audit.c[name].type) for name in _AUDIT_COLUMNS)), _ONCE))
 _FLAG = sa.select(client_flags).where(client_flags.c.client_id == _B("client_id"))
 
 
@@ -242,13 +258,8 @@ def stop(conn: Connection, seq_id: str, reason: str, now: datetime) -> int:
 def close_if_done(conn: Connection, seq_id: str, now: datetime, reason: str | None = None) -> str | None:
     """Close the sequence when none of its steps is open; returns the reason it was closed
     with now (None: still open, or closed before)."""
-    theirs = conn.execute(_STEPS_OF, {"seq_id": seq_id}).all()
-    if any(r.state in OPEN_STATES for r in theirs):
-        return None
-    last = theirs[0] if theirs else None
-    final = reason or (last.reason if last and last.state == "skipped" else (last.state if last else "done"))
-    result = conn.execute(_CLOSE, {"seq_id": seq_id, "at": ts(now), "reason": final})
-    return final if result.rowcount else None
+    row = conn.execute(_CLOSE, {"seq_id": seq_id, "at": ts(now), "reason": reason or None}).first()
+    return row[0] if row is not None else None
 
 
 def abandon_stale(conn: Connection, worker: str, now: datetime, live: set[str] | None = None) -> list[str]:
@@ -264,9 +275,18 @@ def abandon_stale(conn: Connection, worker: str, now: datetime, live: set[str] |
     return stale
 
 
-def has_audit(conn: Connection, seq_id: str, event: str) -> bool:
-    """Whether the contact log already holds ``event`` for the sequence."""
-    return conn.execute(_HAS_AUDIT, {"seq_id": seq_id, "event": event}).first() is not None
+def audit_once(conn: Connection, at: datetime, seq_id: str, event: str, detail: str, *,
+               first: dict[str, Any] | None = None) -> None:
+    """A contact-log entry for the follow-up unless it already has ``event``.  ``first``
+    (``event``, ``detail``, ``step_id``) is an entry of the same follow-up written before it in
+    any case, in the same statement."""
+    values = {"at": ts(at), "sequence_id": seq_id, "step_id": None, "event": event, "detail": detail,
+              "client_id": None}
+    if first is None:
+        conn.execute(_AUDIT_ONCE, values)
+    else:
+        conn.execute(_AUDIT_THEN_ONCE, {**values, **{f"first_{name}": values[name] for name in _AUDIT_COLUMNS},
+                                        **{f"first_{name}": value for name, value in first.items()}})
 
 
 def client_flag(conn: Connection, client_id: str) -> Any:
