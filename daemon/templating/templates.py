@@ -14,6 +14,7 @@ import functools
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from importlib.resources import files
@@ -185,9 +186,26 @@ def split_subject(raw: str) -> tuple[str, str]:
     return "", raw.strip() + "\n"
 
 
+_TEXTS: dict[str, tuple[tuple[int, int, int, int], str]] = {}   # path → (its stat, its text)
+
+
 def _read(path: Traversable) -> str:
+    """The template file's text; read again whenever its size, times or inode differ from the
+    last read (an edit, a replacement, a chmod), else the text read then.  As git does with its
+    index, a file changed in the last two seconds is never taken from memory: the file system's
+    clock is coarser than two quick edits of the same size."""
     try:
-        return path.read_text(encoding="utf-8")
+        if not isinstance(path, Path):
+            return path.read_text(encoding="utf-8")
+        st = os.stat(path)
+        key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+        known = _TEXTS.get(str(path))
+        if known is not None and known[0] == key:
+            return known[1]
+        text = path.read_text(encoding="utf-8")
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000:
+            _TEXTS[str(path)] = (key, text)
+        return text
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"{path}: cannot read template: {getattr(exc, 'strerror', None) or exc}") from None
 
