@@ -241,3 +241,24 @@ def test_a_follow_up_closes_in_one_statement_with_the_reason_its_steps_give(kind
                    "empty": "done", "given": "client_asked"}
     assert again is None and closed["sent"] == "sent" and closed["open"] is None
     assert [tuple(r) for r in log] == [("sent", "sent-1"), ("invitation_given", None), ("sent", "sent-1")]
+
+
+def test_a_claim_on_postgresql_finds_its_step_by_the_primary_key(missed):
+    """On PostgreSQL a claim looks its step up by id, never by walking the planned steps of the
+    (state, due_at) index (which a young table's statistics made look as good: each claim then
+    cost time in proportion to the steps due)."""
+    if "postgresql" not in missed.config.read_text():
+        pytest.skip("PostgreSQL's plan")
+    from daemon.store.followups import _CLAIM_NO_FLAGS
+
+    engine = _engine(missed)
+    try:
+        with engine.store.transaction() as conn:
+            step_id = conn.execute(sa.select(steps.c.id).where(steps.c.state == "planned")).scalars().first()
+            compiled = _CLAIM_NO_FLAGS[True].compile(dialect=conn.dialect)
+            params = compiled.construct_params({"step_id": step_id, "worker": "w", "at": "2026-11-04T21:00:00Z",
+                                                "marker": None, "client_id": "dir:c0@example.com"})
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(compiled), params))
+    finally:
+        engine.close()
+    assert "steps_pkey" in plan and "ix_steps_due" not in plan, plan

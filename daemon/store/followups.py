@@ -184,11 +184,15 @@ _B = sa.bindparam
 _CLAIM_VALUES: dict[str, Any] = dict(state="sending", claimed_by=_B("worker"), claimed_at=_B("at"),
                      attempts=steps.c.attempts + 1, provider_id=_B("marker"))
 _CLAIM = steps.update().where(steps.c.id == _B("step_id"), steps.c.state == "planned").values(**_CLAIM_VALUES)
-# on PostgreSQL another replica claiming the same row right now is skipped, not waited for
+# on PostgreSQL another replica claiming the same row right now is skipped, not waited for.
+# The state is compared as an expression (``state || ''``) so that only the primary key can find
+# the row: with a young table's statistics PostgreSQL rated the (state, due_at) index as good and
+# walked every planned step for each claim (2-8 ms a claim at 300 due steps, growing with them).
+_PLANNED = (steps.c.state + "") == "planned"
 _CLAIM_SKIP_LOCKED = steps.update().where(
-    steps.c.id.in_(sa.select(steps.c.id).where(steps.c.id == _B("step_id"), steps.c.state == "planned")
+    steps.c.id.in_(sa.select(steps.c.id).where(steps.c.id == _B("step_id"), _PLANNED)
                    .with_for_update(skip_locked=True).scalar_subquery()),
-    steps.c.state == "planned").values(**_CLAIM_VALUES)
+    _PLANNED).values(**_CLAIM_VALUES)
 _FLAGS_OF = client_flags.c.client_id == _B("client_id", type_=sa.String)
 _NO_FLAGS = ~sa.exists().where(_FLAGS_OF)
 _SAME_FLAGS = sa.exists().where(_FLAGS_OF, *(client_flags.c[k].is_not_distinct_from(_B(k, type_=sa.String))
