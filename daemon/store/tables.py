@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 metadata = sa.MetaData()
@@ -135,6 +135,7 @@ audit = sa.Table(
     sa.Column("event", sa.String(40), nullable=False),
     sa.Column("detail", sa.Text, nullable=False, default=""),
     sa.Column("client_id", sa.String(300)),   # schema 4: what the therapist did for a client
+    sa.Index("ix_audit_sequence", "sequence_id", "event"),   # schema 6: "noted once?" without a scan
 )
 
 
@@ -238,7 +239,9 @@ def _booked_at(conn: Connection) -> None:
 # version → function(conn) that brings the previous version up to it
 UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT"), 3: _booked_at,
                             4: _add_column("audit", "client_id", "VARCHAR(300)"),
-                            5: _add_column("sessions", "candidates", "TEXT NOT NULL DEFAULT ''")}
+                            5: _add_column("sessions", "candidates", "TEXT NOT NULL DEFAULT ''"),
+                            6: lambda conn: conn.exec_driver_sql(
+                                "CREATE INDEX IF NOT EXISTS ix_audit_sequence ON audit (sequence_id, event)")}
 
 
 leases = sa.Table(        # one row per calendar: which replica polls it until when (daemon/store/leases.py)
