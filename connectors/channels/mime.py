@@ -1,8 +1,10 @@
 """What the real channels share: the RFC 5322 message, privacy scrubbing of
 provider answers, and the small option parsers their ``Options`` use.
 
-``build_email`` is the one place a ``Message`` becomes an ``EmailMessage``
-(SMTP sends it, the outbox backend writes it).  ``scrub`` makes a provider's
+``build_email`` is the one place a ``Message`` becomes an ``EmailMessage``;
+``email_bytes`` (what SMTP sends and the outbox backend writes) serialises it, or, for
+the usual message, writes the same bytes directly (``direct_bytes``: the email
+package's header folder is most of a dispatched step's cost).  ``scrub`` makes a provider's
 error text safe for logs, the store and the digest: provider answers can echo
 the recipient's address or number.
 """
@@ -110,6 +112,7 @@ def direct_bytes(message: Message, context: ChannelContext, *, eight_bit: bool =
     subject = _subject(message.subject)
     message_id = message.message_id or fallback_message_id(message, context)
     if (sender is None or to is None or subject is None or not _MESSAGE_ID.match(message_id)
+            or len(message_id) > 900
             or (reply_to is not None and (not _ADDRESS.match(reply_to) or len(reply_to) > 68))):
         return None
     body = _bodies(message, message_id, eight_bit)
@@ -134,8 +137,8 @@ def _mailbox(field: str, name: str, address: str) -> str | None:
         return None
     if not name:
         return f"{field}: {address}" if len(field) + len(address) <= 76 else None
-    if name != name.strip(" ") or "  " in name or "=?" in name:
-        return None
+    if not name.isprintable() or name != name.strip(" ") or "  " in name or "=?" in name:
+        return None               # (other spaces and format characters: the parser's quirks)
     if not name.isascii():
         phrase, limit = _encoded_word(name, 76 - len(field) - 2), 76
         if phrase is None:
