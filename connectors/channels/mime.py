@@ -98,20 +98,24 @@ _PART_TYPE = 'Content-Type: text/{}; charset="utf-8"'
 def direct_bytes(message: Message, context: ChannelContext, *, eight_bit: bool = False,
                  linesep: str = "\n") -> bytes | None:
     """What ``email_bytes`` returns, written directly; None when the message needs the email
-    package (it then also raises the right Unencodable)."""
+    package (which then also raises the right Unencodable: validation fails here as None)."""
     try:
-        sender = _mailbox("From", _name(context.sender_name or context.practice_name, "the sender's name"),
-                          ascii_address(context.sender, "the From address"))
-        to = _mailbox("To", _name(message.to_name, "the recipient's name"),
-                      ascii_address(message.to_address, "the recipient's address"))
-        if _CONTROL.search(message.subject):
-            return None
-        reply_to = ascii_address(message.reply_to, "the Reply-To address") if message.reply_to else None
-    except Unencodable:
+        return _direct(message, context, eight_bit, linesep)
+    except (ValueError, TypeError):   # Unencodable, or e.g. a lone surrogate in the text
         return None
+
+
+def _direct(message: Message, context: ChannelContext, eight_bit: bool, linesep: str) -> bytes | None:
+    sender = _mailbox("From", _name(context.sender_name or context.practice_name, "the sender's name"),
+                      ascii_address(context.sender, "the From address"))
+    to = _mailbox("To", _name(message.to_name, "the recipient's name"),
+                  ascii_address(message.to_address, "the recipient's address"))
+    if _CONTROL.search(message.subject):
+        return None
+    reply_to = ascii_address(message.reply_to, "the Reply-To address") if message.reply_to else None
     subject = _subject(message.subject)
     message_id = message.message_id or fallback_message_id(message, context)
-    if (sender is None or to is None or subject is None or not _MESSAGE_ID.match(message_id)
+    if (sender is None or to is None or not _MESSAGE_ID.match(message_id)
             or len(message_id) > 900
             or (reply_to is not None and (not _ADDRESS.match(reply_to) or len(reply_to) > 68))):
         return None
@@ -162,15 +166,12 @@ def _encoded_word(text: str, room: int) -> str | None:
     return word if len(word) <= room else None
 
 
-def _subject(subject: str) -> str | None:
+def _subject(subject: str) -> str:
     """The Subject line: a short ASCII one as it is; any other as the email package folds it
     (its encoded words and its whitespace quirks on long lines: what recipients see today)."""
     if subject.isascii() and "=?" not in subject and len(subject) <= 69:
         return "Subject: " + subject
-    try:
-        return POLICY.header_factory("Subject", subject).fold(policy=POLICY).rstrip("\n")
-    except (ValueError, TypeError):
-        return None
+    return POLICY.header_factory("Subject", subject).fold(policy=POLICY).rstrip("\n")
 
 
 def _prefer_q(data: bytes) -> bool:
