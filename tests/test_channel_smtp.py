@@ -156,6 +156,20 @@ def test_plain_to_loopback_delivers_the_deterministic_message(running, tmp_path)
     assert handler.envelopes[0].mail_from == "office@riverside.example"
 
 
+@pytest.mark.parametrize("address", ["jordan@home@example.org", "jordan@.example.org"])
+def test_an_address_the_email_package_cannot_parse_fails_plainly_and_nothing_is_sent(running, tmp_path, address):
+    """A malformed address (say an attendee's, as a calendar gave it) is a permanent failure
+    naming the recipient's address, never an unexpected error (the step would be 'uncertain')."""
+    import dataclasses
+
+    handler = Recorder()
+    with pytest.raises(ChannelError) as caught:
+        channel_for(running(handler), tmp_path).send(dataclasses.replace(make_message(), to_address=address))
+    assert caught.value.outcome == "failed" and "cannot be encoded as email" in caught.value.reason
+    assert handler.envelopes == []
+    assert_private(caught.value.reason)
+
+
 def test_build_email_is_7bit_clean_and_text_only_without_html(tmp_path):
     mail = build_email(make_message(html=None), make_context(tmp_path))
     assert not mail.is_multipart() and mail.get_content().strip() == BODY

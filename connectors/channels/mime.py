@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from email import quoprimime
+from email.errors import MessageError
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
@@ -61,7 +62,7 @@ def build_email(message: Message, context: ChannelContext, *, eight_bit: bool = 
         return _build(message, context, eight_bit)
     except Unencodable:
         raise
-    except (ValueError, TypeError) as exc:   # email's own header checks (defects are ValueErrors)
+    except (ValueError, TypeError, MessageError) as exc:   # email's own header checks (e.g. a@b@example.org)
         raise Unencodable(f"the message cannot be encoded as email ({type(exc).__name__})") from None
 
 
@@ -78,7 +79,7 @@ def email_bytes(message: Message, context: ChannelContext, *, eight_bit: bool = 
     mail = build_email(message, context, eight_bit=eight_bit)
     try:
         return mail.as_bytes(policy=mail.policy.clone(linesep=linesep))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, MessageError) as exc:
         raise Unencodable(f"the message cannot be encoded as email ({type(exc).__name__})") from None
 
 
