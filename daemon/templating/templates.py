@@ -48,9 +48,10 @@ DEFAULTS_PACKAGE = "welcomeback_templates"   # the top-level templates/ folder, 
 FORMATS = (".txt", ".html")
 
 
+@functools.lru_cache(maxsize=1)
 def defaults_dir() -> Traversable:
     """The packaged default templates, read through importlib.resources: a checkout, an
-    installed package or a zip (never a file-system path assumed)."""
+    installed package or a zip (never a file-system path assumed); looked up once."""
     return files(DEFAULTS_PACKAGE)
 
 
