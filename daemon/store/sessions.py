@@ -58,7 +58,13 @@ def load(conn: Connection, calendar: str) -> dict[str, SessionRow]:
 
 
 def load_some(conn: Connection, calendar: str, keys: set[str], uids: set[str]) -> dict[str, SessionRow]:
-    """The calendar's sessions with one of ``keys`` or of one of the events ``uids`` (a delta's)."""
+    """The calendar's sessions with one of ``keys`` or of one of the events ``uids`` (a delta's):
+    one query when both fit in one chunk (a small delta's, the usual), else by chunks of each."""
+    if len(keys) + len(uids) <= CHUNK:
+        rows = conn.execute(sa.select(sessions).where(
+            sessions.c.calendar == calendar,
+            sa.or_(sessions.c.key.in_(sorted(keys)), sessions.c.uid.in_(sorted(uids))))).all()
+        return {r.key: _from_db(r) for r in rows}
     out: dict[str, SessionRow] = {}
     for column, values in ((sessions.c.key, sorted(keys)), (sessions.c.uid, sorted(uids))):
         for i in range(0, len(values), CHUNK):
