@@ -17,7 +17,7 @@ from daemon.store.tables import dt, sessions, ts
 CHUNK = 500
 # Every column, read by name: compiles about 4x faster than 18 labelled columns, which counts
 # where each statement is compiled once (a ``once`` process; a poll's first delta).
-_ALL = sa.select(sa.literal_column("*")).select_from(sessions)
+_ALL: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(sessions)
 
 
 def _from_db(r: Any) -> SessionRow:
