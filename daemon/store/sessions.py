@@ -62,13 +62,17 @@ def load(conn: Connection, calendar: str) -> dict[str, SessionRow]:
 
 def load_some(conn: Connection, calendar: str, keys: set[str], uids: set[str]) -> dict[str, SessionRow]:
     """The calendar's sessions with one of ``keys`` or of one of the events ``uids`` (a delta's):
-    one query when both fit in one chunk (a small delta's, the usual), else by chunks of each."""
-    if len(keys) + len(uids) <= CHUNK:
-        rows = conn.execute(_ALL.where(
-            sessions.c.calendar == calendar,
-            sa.or_(sessions.c.key.in_(sorted(keys)), sessions.c.uid.in_(sorted(uids))))).all()
-        return {r.key: _from_db(r) for r in rows}
+    one statement when both fit in one chunk (a small delta's, the usual), else by chunks of each.
+    The statement is a UNION ALL, not an OR: the keys are looked up in the primary key, and only
+    the UIDs (which no index covers) scan the calendar's rows, once."""
     out: dict[str, SessionRow] = {}
+    if len(keys) + len(uids) <= CHUNK:
+        mine = sessions.c.calendar == calendar
+        for r in conn.execute(sa.union_all(_ALL.where(mine, sessions.c.key.in_(sorted(keys))),
+                                           _ALL.where(mine, sessions.c.uid.in_(sorted(uids))))).all():
+            if r.key not in out:
+                out[r.key] = _from_db(r)
+        return out
     for column, values in ((sessions.c.key, sorted(keys)), (sessions.c.uid, sorted(uids))):
         for i in range(0, len(values), CHUNK):
             rows = conn.execute(_ALL.where(sessions.c.calendar == calendar,
