@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,19 @@ CHUNK = 500
 # Every column, read by name: compiles about 4x faster than 18 labelled columns, which counts
 # where each statement is compiled once (a ``once`` process; a poll's first delta).
 _ALL: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(sessions)
+# A delta poll's statements as text, which compiles ~5x faster still (the same SQL as Core's).
+_SOME = sa.text('SELECT * FROM sessions WHERE calendar = :calendar AND "key" IN :keys UNION ALL '
+                "SELECT * FROM sessions WHERE calendar = :calendar AND uid IN :uids").bindparams(
+    sa.bindparam("keys", expanding=True), sa.bindparam("uids", expanding=True))
+_OF_CLIENT = sa.text("SELECT * FROM sessions WHERE client_id = :client_id")
+
+
+@functools.lru_cache(maxsize=64)
+def _update(columns: tuple[str, ...]) -> sa.TextClause:
+    """UPDATE of one session's ``columns`` (bound by name; the row named by ``at_calendar``, ``at_key``)."""
+    assert set(columns) <= set(sessions.c.keys()), columns
+    return sa.text("UPDATE sessions SET " + ", ".join(f'"{c}" = :{c}' for c in columns)
+                   + ' WHERE calendar = :at_calendar AND "key" = :at_key')
 
 
 def _from_db(r: Any) -> SessionRow:
@@ -67,9 +81,7 @@ def load_some(conn: Connection, calendar: str, keys: set[str], uids: set[str]) -
     the UIDs (which no index covers) scan the calendar's rows, once."""
     out: dict[str, SessionRow] = {}
     if len(keys) + len(uids) <= CHUNK:
-        mine = sessions.c.calendar == calendar
-        for r in conn.execute(sa.union_all(_ALL.where(mine, sessions.c.key.in_(sorted(keys))),
-                                           _ALL.where(mine, sessions.c.uid.in_(sorted(uids))))).all():
+        for r in conn.execute(_SOME, {"calendar": calendar, "keys": sorted(keys), "uids": sorted(uids)}).all():
             if r.key not in out:
                 out[r.key] = _from_db(r)
         return out
@@ -110,12 +122,12 @@ def save(conn: Connection, rows: list[SessionRow], previous: dict[str, SessionRo
         if old is None or replace(old, last_seen_at=r.last_seen_at) == r:
             continue
         was, now = _to_db(old), _to_db(r)      # the stored row is ``was``: set only what differs
-        conn.execute(sessions.update().where(sessions.c.calendar == r.calendar, sessions.c.key == r.key)
-                     .values(**{k: v for k, v in now.items() if v != was[k]}))
+        changed = {k: v for k, v in now.items() if v != was[k]}
+        conn.execute(_update(tuple(changed)), {**changed, "at_calendar": r.calendar, "at_key": r.key})
 
 
 def for_client(conn: Connection, client_id: str) -> list[SessionRow]:
-    rows = conn.execute(_ALL.where(sessions.c.client_id == client_id)).all()
+    rows = conn.execute(_OF_CLIENT, {"client_id": client_id}).all()
     return [_from_db(r) for r in rows]
 
 
