@@ -53,10 +53,14 @@ def split_feed(text: str) -> Feed | None:
     changed feed splits all of it, so the loop does little per block: the text up to
     END:VCALENDAR is cut at each line that begins a VEVENT, and each cut holds one block (up to
     its END:VEVENT line) and the frame's text before the next."""
+    if not text.startswith("BEGIN:VCALENDAR"):
+        return None
+    found = [text.count(w.upper()) for w in _WORDS]
+    if found[_WORDS.index("vcalendar")] != 2:
+        return None                           # several calendars: each is read on its own
     low = text.lower()
-    if any(low.count(w) != text.count(w.upper()) for w in _WORDS) or text.count("VCALENDAR") != 2 \
-            or not text.startswith("BEGIN:VCALENDAR"):
-        return None                           # several calendars, odd case: each is read on its own
+    if any(low.count(w) != n for w, n in zip(_WORDS, found)):
+        return None                           # the words in another case: icalendar decides
     end = text.rfind("\nEND:VCALENDAR") + 1
     if end <= 0:
         return None
