@@ -49,57 +49,80 @@ def split_feed(text: str) -> Feed | None:
     """``text`` (one VCALENDAR, as ``IcsSource`` prepared it) in parts, or None when unsure.
 
     Plain string searches, for speed: the words it looks for must be in upper case (as every
-    calendar program writes them), or the whole feed is left to icalendar."""
+    calendar program writes them), or the whole feed is left to icalendar.  Every poll of a
+    changed feed splits all of it, so the loop does little per block: the text up to
+    END:VCALENDAR is cut at each line that begins a VEVENT, and each cut holds one block (up to
+    its END:VEVENT line) and the frame's text before the next."""
+    if not text.startswith("BEGIN:VCALENDAR"):
+        return None
+    found = [text.count(w.upper()) for w in _WORDS]
+    if found[_WORDS.index("vcalendar")] != 2:
+        return None                           # several calendars: each is read on its own
     low = text.lower()
-    if any(low.count(w) != text.count(w.upper()) for w in _WORDS) or text.count("VCALENDAR") != 2 \
-            or not text.startswith("BEGIN:VCALENDAR"):
-        return None                           # several calendars, odd case: each is read on its own
+    if any(low.count(w) != n for w, n in zip(_WORDS, found)):
+        return None                           # the words in another case: icalendar decides
     end = text.rfind("\nEND:VCALENDAR") + 1
     if end <= 0:
         return None
-    frame: list[str] = []
-    groups: dict[str, Group] = {}
-    done, depth = 0, 0
-    begin = text.find("\nBEGIN:VEVENT", 0, end) + 1
-    while begin > 0:
-        close = text.find("\nEND:VEVENT", begin, end) + 1
-        after = text.find("\nBEGIN:VEVENT", begin, end) + 1
-        if close <= 0 or 0 < after < close or not text.startswith(("\r\n", "\n"), begin + 12):
-            return None
-        stop = text.find("\n", close) + 1
-        if stop <= 0 or text[close + 10:stop].rstrip("\r\n"):
+    cuts = text[:end].split("\nBEGIN:VEVENT")
+    frame = [cuts[0] + "\n"] if len(cuts) > 1 else [cuts[0]]
+    blocks: dict[str, list[str]] = {}
+    depth = _depth(frame[0])
+    last = len(cuts) - 1
+    for n in range(1, last + 1):
+        cut = cuts[n]
+        close = cut.find("\nEND:VEVENT") + 1
+        if close <= 0 or depth != 1 or cut[:1] != "\n" and cut[:2] != "\r\n":
+            return None                       # no END before the next BEGIN, nested, BEGIN:VEVENTX
+        stop = cut.find("\n", close) + 1     # past the END:VEVENT line (0: the cut's own end)
+        if cut[close + 10:stop or len(cut)].rstrip("\r\n"):
             return None                       # END:VEVENT with more on its line
-        piece = text[done:begin]
-        if ":" in piece:
-            depth += sum(1 if n.group(1).upper() == "BEGIN" else -1 for n in _NESTING.finditer(piece))
-        if depth != 1:                        # a VEVENT inside another component: unusual
-            return None
-        frame.append(piece)
-        block = text[begin:stop]
+        if stop:       # the frame's text up to the next block, with the newline the cut took
+            block, between = "BEGIN:VEVENT" + cut[:stop], cut[stop:] + ("\n" if n < last else "")
+        else:          # the END:VEVENT line ends with the newline before the next block
+            block, between = "BEGIN:VEVENT" + cut + "\n", ""
         uid = _uid(block)
         if uid is None:
             return None
-        groups.setdefault(uid, Group()).add(block)
-        done = stop
-        begin = after
-    if "VEVENT" in text[done:end]:
+        blocks.setdefault(uid, []).append(block)
+        depth += _depth(between)
+        frame.append(between)
+    if "VEVENT" in frame[-1]:
         return None
-    frame.append(text[done:end])
     before = "".join(frame)
     h = hashlib.sha256(before.encode("utf-8", "surrogatepass"))
     h.update(text[end:].encode("utf-8", "surrogatepass"))
-    return Feed(before=before, after=text[end:], frame=h.hexdigest(), groups=groups)
+    return Feed(before=before, after=text[end:], frame=h.hexdigest(),
+                groups={uid: Group(parts, _chained(parts)) for uid, parts in blocks.items()})
+
+
+def _depth(piece: str) -> int:
+    """BEGIN lines minus END lines in ``piece``."""
+    return sum(1 if m.group(1).upper() == "BEGIN" else -1 for m in _NESTING.finditer(piece)) if ":" in piece else 0
+
+
+def _chained(blocks: list[str]) -> str:
+    """:meth:`Group.add`'s hash of ``blocks``, added in order."""
+    digest = ""
+    for block in blocks:
+        h = hashlib.sha256(digest.encode())
+        h.update(block.encode("utf-8", "surrogatepass"))
+        digest = h.hexdigest()
+    return digest
 
 
 def _uid(block: str) -> str | None:
     """The block's one plain UID (None: none or two, with parameters or escapes, very long)."""
     at = block.find("\nUID:") + 1
-    if at <= 0 or block.find("\nUID", at) >= 0 or block.count("\nUID") != 1:
+    if at <= 0 or block.count("\nUID") != 1:
         return None
     stop = block.find("\n", at)
-    while block[stop + 1:stop + 2] in (" ", "\t"):
-        stop = block.find("\n", stop + 1)
-    uid = _FOLD.sub("", block[at + 4:stop]).strip()
+    if block[stop + 1:stop + 2] in (" ", "\t"):
+        while block[stop + 1:stop + 2] in (" ", "\t"):
+            stop = block.find("\n", stop + 1)
+        uid = _FOLD.sub("", block[at + 4:stop]).strip()
+    else:
+        uid = block[at + 4:stop].strip()      # one line: nothing to unfold
     if not uid or "\\" in uid or len(uid) > 400:
         return None
     return uid

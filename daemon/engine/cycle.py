@@ -198,10 +198,11 @@ class Engine:
         counts = None
         if result.complete:
             prev = session_store.load(conn, name)
-        else:       # a delta: only the rows of what it names, and the window's counts for the breaker
+        else:       # a delta: only the rows of what it names, and the window's counts if the breaker may trip
             prev = session_store.load_some(conn, name, {o.key for o in result.occurrences},
                                            {o.uid for o in result.occurrences})
-            counts = session_store.window_counts(conn, name, window.start, window.end, now)
+            if breaker_weighs(result.occurrences, self.config.detection.vanish_breaker_min):
+                counts = session_store.window_counts(conn, name, window.start, window.end, now)
         first_seen = datetime.fromisoformat(row["first_seen_at"].replace("Z", "+00:00")) \
             if row["first_seen_at"] else now
         last_poll = datetime.fromisoformat(row["last_ok_at"].replace("Z", "+00:00")) if row["last_ok_at"] else None
@@ -226,11 +227,10 @@ class Engine:
         session_store.save(conn, outcome.rows + outcome.gone, prev)
         absences.save(conn, name, outcome.absences, complete=result.complete,
                       seen=[o.key for o in result.occurrences])
-        conn.execute(calendars.update().where(calendars.c.name == name).values(
-            first_seen_at=row["first_seen_at"] or ts(now)))
-        self._calendar_ok(conn, name, now, result.state, row)
+        self._calendar_ok(conn, name, now, result.state, row, first_seen_at=row["first_seen_at"] or ts(now))
         group_store.save(conn, name, result)
-        planned = self._plan(conn, name, outcome.triggers, now)
+        # no block loaded for the therapist's calendars, none saved by this poll: none in the store
+        planned = self._plan(conn, name, outcome.triggers, now, blocks=bool(ctx.absences or outcome.absences))
         return PollResult(name, True, triggers=planned)
 
     def _accept_held(self, conn: Any, name: str, row: dict[str, Any], outcome: Any, now: datetime) -> bool:
@@ -253,13 +253,16 @@ class Engine:
         return False
 
     def _calendar_ok(self, conn: Any, name: str, now: datetime, state: dict[str, Any],
-                     row: dict[str, Any]) -> None:
+                     row: dict[str, Any], *, first_seen_at: str | None = None) -> None:
+        """Record a good poll (and, when given, when the calendar was first read: one UPDATE)."""
         if row.get("degraded"):
             log.info("calendar %s healthy again", name)
             self.store.resolve(conn, "degraded", name)
-        conn.execute(calendars.update().where(calendars.c.name == name).values(
-            last_poll_at=ts(now), last_ok_at=ts(now), state_json=json.dumps(state),
-            degraded=None, degraded_since=None, held=None))
+        values: dict[str, Any] = {"last_poll_at": ts(now), "last_ok_at": ts(now), "state_json": json.dumps(state),
+                                  "degraded": None, "degraded_since": None, "held": None}
+        if first_seen_at is not None:
+            values["first_seen_at"] = first_seen_at
+        conn.execute(calendars.update().where(calendars.c.name == name).values(**values))
 
     def _degrade(self, name: str, now: datetime, reason: str, *, error: bool) -> PollResult:
         log.error("%s", reason)
@@ -271,12 +274,12 @@ class Engine:
         return PollResult(name, False, error=reason, degraded=reason)
 
     # -- planning -----------------------------------------------------------------------
-    def _plan(self, conn: Any, calendar: str, triggers: list[Trigger], now: datetime) -> int:
+    def _plan(self, conn: Any, calendar: str, triggers: list[Trigger], now: datetime, *, blocks: bool = True) -> int:
         """Review the calendar's open follow-ups, then start one per trigger or record why not
-        (daemon.engine.planning)."""
+        (daemon.engine.planning; ``blocks``: as ``after_poll``'s)."""
         from daemon.engine.planning import after_poll
 
-        return after_poll(self.context, conn, calendar, triggers, now)
+        return after_poll(self.context, conn, calendar, triggers, now, blocks=blocks)
 
     def client_of(self, client_id: str, name: str = "", email: str = "") -> Client:
         """The directory's current entry, or the attendee the session named."""
@@ -335,3 +338,13 @@ class Engine:
         from daemon.engine.digest import send_digest
 
         return send_digest(self.context)
+
+
+def breaker_weighs(delta: list[Any], vanish_breaker_min: int) -> bool:
+    """Whether the vanish breaker could trip on a delta, and so needs the window's counts.
+
+    It trips only on whole events gone, at least ``vanish_breaker_min`` of them and at least
+    one (``detect._trips``), and a delta's whole-gone sessions are all keys of its tombstones
+    (``detect._vanished``): with fewer tombstone keys than that, no count can make it trip."""
+    gone = {o.key for o in delta if o.tombstone or (o.deleted and o.start is None)}
+    return len(gone) >= max(vanish_breaker_min, 1)

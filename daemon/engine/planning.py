@@ -38,12 +38,15 @@ CANCELS = rules.CANCELS
 ALREADY_SENT = "already_sent"
 
 
-def after_poll(ctx: CycleContext, conn: Any, calendar: str, triggers: list[Trigger], now: datetime) -> int:
+def after_poll(ctx: CycleContext, conn: Any, calendar: str, triggers: list[Trigger], now: datetime, *,
+               blocks: bool = True) -> int:
     """Review the calendar's open follow-ups, then consider the poll's triggers; returns how
-    many follow-ups with steps to send were started."""
+    many follow-ups with steps to send were started.  ``blocks=False``: the store is known to
+    hold no out-of-office block on the calendar's therapist's calendars (none was loaded or
+    saved by this poll), so no session lies in one and that is not looked up."""
     theirs: list[str] = []
-    started = review(ctx, conn, calendar, now, theirs)
-    started += sum(start_follow_up(ctx, conn, t, now, theirs) for t in triggers)
+    started = review(ctx, conn, calendar, now, theirs, blocks=blocks)
+    started += sum(start_follow_up(ctx, conn, t, now, theirs, blocks=blocks) for t in triggers)
     reschedule(conn, theirs, now)
     return started
 
@@ -58,13 +61,14 @@ def reschedule(conn: Any, sequence_ids: list[str], now: datetime) -> None:
 
 
 def start_follow_up(ctx: CycleContext, conn: Any, trigger: Trigger, now: datetime,
-                    theirs: list[str] | None = None) -> int:
+                    theirs: list[str] | None = None, *, blocks: bool = True) -> int:
     """Returns 1 when a follow-up with steps to send was started, else 0.  The therapist's own
-    cancellations are recorded and their sequence ids added to ``theirs``."""
+    cancellations are recorded and their sequence ids added to ``theirs``.  ``blocks``: as
+    :func:`after_poll`'s."""
     seq = sequence_id(trigger)
     if followups.exists(conn, seq):
         return 0
-    why_not = _why_not(ctx, conn, trigger, seq)
+    why_not = _why_not(ctx, conn, trigger, seq, blocks=blocks)
     if why_not:
         followups.create(conn, trigger, seq, [], now, closed_reason=why_not)
         if why_not == "therapist_cancelled":
@@ -82,9 +86,9 @@ def start_follow_up(ctx: CycleContext, conn: Any, trigger: Trigger, now: datetim
     return _begin(ctx, conn, trigger, seq, now, reopen=False)
 
 
-def _why_not(ctx: CycleContext, conn: Any, trigger: Trigger, seq: str) -> str | None:
-    if trigger.kind in CANCELS and (trigger.by_therapist or _in_absence(ctx, conn, trigger.calendar,
-                                                                        trigger.session_key)):
+def _why_not(ctx: CycleContext, conn: Any, trigger: Trigger, seq: str, *, blocks: bool = True) -> str | None:
+    if trigger.kind in CANCELS and (trigger.by_therapist or blocks and _in_absence(ctx, conn, trigger.calendar,
+                                                                                   trigger.session_key)):
         return "therapist_cancelled"
     if trigger.ambiguous or not trigger.client_id:
         return "ambiguous"
@@ -142,16 +146,18 @@ def _in_absence(ctx: CycleContext, conn: Any, calendar: str, key: str) -> bool:
 
 
 
-def review(ctx: CycleContext, conn: Any, calendar: str, now: datetime, theirs: list[str] | None = None) -> int:
+def review(ctx: CycleContext, conn: Any, calendar: str, now: datetime, theirs: list[str] | None = None, *,
+           blocks: bool = True) -> int:
     """Withdraw the calendar's open follow-ups whose trigger no longer holds (marker removed,
     session restored or moved) and follow a corrected date; returns follow-ups started instead.
     A cancellation that now lies inside an out-of-office block (added after it) becomes the
-    therapist's own: closed ``therapist_cancelled`` and added to ``theirs``."""
+    therapist's own: closed ``therapist_cancelled`` and added to ``theirs``.  ``blocks``: as
+    :func:`after_poll`'s."""
     started = 0
     for row in followups.open_on_calendar(conn, calendar):
         missed = followups.missed_of(row)
         session = session_store.get(conn, calendar, row["session_key"])
-        if missed.kind in CANCELS and session is not None and absences.overlapping(
+        if missed.kind in CANCELS and session is not None and blocks and absences.overlapping(
                 conn, session.start, session.end, ctx.config.same_therapist(calendar)):
             followups.stop(conn, row["id"], "therapist_cancelled", now)
             ctx.store.audit(conn, now, "therapist_cancelled", sequence_id=row["id"], detail="out_of_office")
@@ -163,7 +169,7 @@ def review(ctx: CycleContext, conn: Any, calendar: str, now: datetime, theirs: l
             followups.stop(conn, row["id"], "withdrawn", now)
             ctx.store.audit(conn, now, "withdrawn", sequence_id=row["id"])
             log.info("follow-up %s withdrawn: the calendar no longer shows the missed session", row["id"])
-            started += reconsider(ctx, conn, row["client_id"], now)
+            started += reconsider(ctx, conn, row["client_id"], now, blocks=blocks)
             continue
         corrected = rules.corrected_start(missed, session, now)
         if corrected is not None:
@@ -173,9 +179,10 @@ def review(ctx: CycleContext, conn: Any, calendar: str, now: datetime, theirs: l
     return started
 
 
-def reconsider(ctx: CycleContext, conn: Any, client_id: str, now: datetime) -> int:
+def reconsider(ctx: CycleContext, conn: Any, client_id: str, now: datetime, *, blocks: bool = True) -> int:
     """Give the client's merged follow-ups their turn (earliest session first) once the one
-    they gave way to is withdrawn; returns how many were started."""
+    they gave way to is withdrawn; returns how many were started.  ``blocks``: as
+    :func:`after_poll`'s."""
     if not client_id:
         return 0
     lookback = ctx.config.detection.lookback.approx
@@ -187,7 +194,7 @@ def reconsider(ctx: CycleContext, conn: Any, client_id: str, now: datetime) -> i
             continue
         trigger = Trigger(row["trigger"], row["calendar"], row["session_key"], missed.start, client_id,
                           row["client_name"], row["client_email"], "", missed.detected_at)
-        if _why_not(ctx, conn, trigger, row["id"]) is None:
+        if _why_not(ctx, conn, trigger, row["id"], blocks=blocks) is None:
             started += _begin(ctx, conn, trigger, row["id"], now, reopen=True)
     return started
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,22 @@ from daemon.rules import Missed
 from daemon.store.tables import dt, sessions, ts
 
 CHUNK = 500
+# Every column, read by name: compiles about 4x faster than 18 labelled columns, which counts
+# where each statement is compiled once (a ``once`` process; a poll's first delta).
+_ALL: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(sessions)
+# A delta poll's statements as text, which compiles ~5x faster still (the same SQL as Core's).
+_SOME = sa.text('SELECT * FROM sessions WHERE calendar = :calendar AND "key" IN :keys UNION ALL '
+                "SELECT * FROM sessions WHERE calendar = :calendar AND uid IN :uids").bindparams(
+    sa.bindparam("keys", expanding=True), sa.bindparam("uids", expanding=True))
+_OF_CLIENT = sa.text("SELECT * FROM sessions WHERE client_id = :client_id")
+
+
+@functools.lru_cache(maxsize=64)
+def _update(columns: tuple[str, ...]) -> sa.TextClause:
+    """UPDATE of one session's ``columns`` (bound by name; the row named by ``at_calendar``, ``at_key``)."""
+    assert set(columns) <= set(sessions.c.keys()), columns
+    return sa.text("UPDATE sessions SET " + ", ".join(f'"{c}" = :{c}' for c in columns)
+                   + ' WHERE calendar = :at_calendar AND "key" = :at_key')
 
 
 def _from_db(r: Any) -> SessionRow:
@@ -53,17 +70,25 @@ def _to_db(row: SessionRow) -> dict[str, Any]:
 
 
 def load(conn: Connection, calendar: str) -> dict[str, SessionRow]:
-    rows = conn.execute(sa.select(sessions).where(sessions.c.calendar == calendar)).all()
+    rows = conn.execute(_ALL.where(sessions.c.calendar == calendar)).all()
     return {r.key: _from_db(r) for r in rows}
 
 
 def load_some(conn: Connection, calendar: str, keys: set[str], uids: set[str]) -> dict[str, SessionRow]:
-    """The calendar's sessions with one of ``keys`` or of one of the events ``uids`` (a delta's)."""
+    """The calendar's sessions with one of ``keys`` or of one of the events ``uids`` (a delta's):
+    one statement when both fit in one chunk (a small delta's, the usual), else by chunks of each.
+    The statement is a UNION ALL, not an OR: the keys are looked up in the primary key, and only
+    the UIDs (which no index covers) scan the calendar's rows, once."""
     out: dict[str, SessionRow] = {}
+    if len(keys) + len(uids) <= CHUNK:
+        for r in conn.execute(_SOME, {"calendar": calendar, "keys": sorted(keys), "uids": sorted(uids)}).all():
+            if r.key not in out:
+                out[r.key] = _from_db(r)
+        return out
     for column, values in ((sessions.c.key, sorted(keys)), (sessions.c.uid, sorted(uids))):
         for i in range(0, len(values), CHUNK):
-            rows = conn.execute(sa.select(sessions).where(sessions.c.calendar == calendar,
-                                                          column.in_(values[i:i + CHUNK]))).all()
+            rows = conn.execute(_ALL.where(sessions.c.calendar == calendar,
+                                           column.in_(values[i:i + CHUNK]))).all()
             out.update((r.key, _from_db(r)) for r in rows if r.key not in out)
     return out
 
@@ -81,13 +106,14 @@ def window_counts(conn: Connection, calendar: str, start: datetime, end: datetim
 
 
 def get(conn: Connection, calendar: str, key: str) -> SessionRow | None:
-    r = conn.execute(sa.select(sessions).where(sessions.c.calendar == calendar,
-                                               sessions.c.key == key)).first()
+    r = conn.execute(_ALL.where(sessions.c.calendar == calendar,
+                                sessions.c.key == key)).first()
     return _from_db(r) if r else None
 
 
 def save(conn: Connection, rows: list[SessionRow], previous: dict[str, SessionRow]) -> None:
-    """Insert new rows and update the ones that changed (``last_seen_at`` alone is no change)."""
+    """Insert new rows and update the ones that changed (``last_seen_at`` alone is no change),
+    each in the columns that changed (``previous``: the rows as stored)."""
     inserts = [_to_db(r) for r in rows if r.key not in previous]
     if inserts:
         conn.execute(sessions.insert(), inserts)
@@ -95,12 +121,13 @@ def save(conn: Connection, rows: list[SessionRow], previous: dict[str, SessionRo
         old = previous.get(r.key)
         if old is None or replace(old, last_seen_at=r.last_seen_at) == r:
             continue
-        conn.execute(sessions.update().where(sessions.c.calendar == r.calendar,
-                                             sessions.c.key == r.key).values(**_to_db(r)))
+        was, now = _to_db(old), _to_db(r)      # the stored row is ``was``: set only what differs
+        changed = {k: v for k, v in now.items() if v != was[k]}
+        conn.execute(_update(tuple(changed)), {**changed, "at_calendar": r.calendar, "at_key": r.key})
 
 
 def for_client(conn: Connection, client_id: str) -> list[SessionRow]:
-    rows = conn.execute(sa.select(sessions).where(sessions.c.client_id == client_id)).all()
+    rows = conn.execute(_OF_CLIENT, {"client_id": client_id}).all()
     return [_from_db(r) for r in rows]
 
 
@@ -109,7 +136,7 @@ def for_clients(conn: Connection, client_ids: set[str]) -> dict[str, list[Sessio
     ids = sorted(client_ids)
     out: dict[str, list[SessionRow]] = {}
     for i in range(0, len(ids), CHUNK):
-        for r in conn.execute(sa.select(sessions).where(sessions.c.client_id.in_(ids[i:i + CHUNK]))).all():
+        for r in conn.execute(_ALL.where(sessions.c.client_id.in_(ids[i:i + CHUNK]))).all():
             out.setdefault(r.client_id, []).append(_from_db(r))
     return out
 
