@@ -86,18 +86,24 @@ def test_upgrade_from_schema_2_dates_each_booking_by_its_event(tmp_path, capsys)
     assert booked == {"j1": None, "o1": "2026-11-04T13:00:00.000000Z"}
 
 
-def test_upgrade_to_schema_6_indexes_the_contact_log_by_follow_up(practice):
-    """A store made before schema 6 gains the contact log's index (create_all adds no index to
-    a table that exists), so noting an invitation once never scans the whole log."""
+def test_upgrade_to_schema_6_adds_its_indexes(practice):
+    """A store made before schema 6 gains its indexes (create_all adds no index to a table that
+    exists): the contact log's by follow-up (noting an invitation once never scans the whole
+    log) and the sessions' by event (a delta poll's rows of the UIDs it names)."""
     jane_no_show(practice)
     url = store_url(config_mod.load(practice.config))
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP INDEX ix_audit_sequence")
+        conn.exec_driver_sql("DROP INDEX ix_sessions_uid")
         conn.exec_driver_sql("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+
+    def indexes() -> set[str]:
+        return {i["name"] for table in ("audit", "sessions") for i in sa.inspect(engine).get_indexes(table)}
+
     try:
-        assert "ix_audit_sequence" not in {i["name"] for i in sa.inspect(engine).get_indexes("audit")}
+        assert not {"ix_audit_sequence", "ix_sessions_uid"} & indexes()
         Store(url).close()
-        assert "ix_audit_sequence" in {i["name"] for i in sa.inspect(engine).get_indexes("audit")}
+        assert {"ix_audit_sequence", "ix_sessions_uid"} <= indexes()
     finally:
         engine.dispose()

@@ -54,6 +54,7 @@ sessions = sa.Table(
     sa.Column("booked_at", sa.String(40)),   # schema 3: when its event first appeared; NULL: there at the first read
     sa.Column("candidates", sa.Text, nullable=False, default=""),   # schema 5: JSON ids an ambiguous one could be
     sa.Index("ix_sessions_client", "client_id"),
+    sa.Index("ix_sessions_uid", "calendar", "uid"),   # schema 6: a delta poll's rows of the events it names
 )
 
 
@@ -224,6 +225,15 @@ def _add_column(table: str, column: str, ddl: str) -> Any:
     return upgrade
 
 
+def _indexes(*indexes: tuple[str, str, str]) -> Any:
+    """Create (name, table, columns) indexes a store made before them lacks (``create_all``
+    adds no index to a table that exists)."""
+    def upgrade(conn: Connection) -> None:
+        for name, table, columns in indexes:
+            conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns})")
+    return upgrade
+
+
 def _booked_at(conn: Connection) -> None:
     """Schema 3: each session's ``booked_at`` is when its event (UID) was first seen on its
     calendar; sessions of events already there at the calendar's first read get NULL."""
@@ -240,8 +250,8 @@ def _booked_at(conn: Connection) -> None:
 UPGRADES: dict[int, Any] = {1: lambda conn: None, 2: _add_column("calendars", "held", "TEXT"), 3: _booked_at,
                             4: _add_column("audit", "client_id", "VARCHAR(300)"),
                             5: _add_column("sessions", "candidates", "TEXT NOT NULL DEFAULT ''"),
-                            6: lambda conn: conn.exec_driver_sql(
-                                "CREATE INDEX IF NOT EXISTS ix_audit_sequence ON audit (sequence_id, event)")}
+                            6: _indexes(("ix_audit_sequence", "audit", "sequence_id, event"),
+                                        ("ix_sessions_uid", "sessions", "calendar, uid"))}
 
 
 leases = sa.Table(        # one row per calendar: which replica polls it until when (daemon/store/leases.py)
