@@ -275,3 +275,32 @@ def test_kept_records_that_do_not_match_the_state_mean_a_full_parse(tmp_path: Pa
     path.write_text(feed.text(), newline="")
     result = poller.poll()
     assert result.complete and result.kept_reset and len(poller.records) == 6
+
+
+def test_only_the_changed_events_records_are_read_and_a_missing_one_means_a_full_parse(tmp_path: Path) -> None:
+    """A delta asks the store for the data of the events it changed or lost, not of every event
+    (the hashes decide which); a record gone between the two reads sends it to the full parse."""
+    from connectors.calendars.base import Kept
+
+    path = tmp_path / "feed.ics"
+    feed = Feed({f"ev-{i}@test": Event(f"ev-{i}@test", 24 * i, "utc") for i in range(6)})
+    poller = Poller(path)
+    path.write_text(feed.text(), newline="")
+    poller.poll()
+    asked: list[list[str]] = []
+    records = poller.records
+
+    def memo(name: str) -> Kept:
+        plain = Kept.of(dict(records))
+        return Kept(plain.hashes, lambda ids: asked.append(sorted(ids)) or {k: records[k][1] for k in ids
+                                                                             if k != "ev-5@test"})
+
+    poller.source.context = replace(poller.source.context, memo=memo)
+    feed.events["ev-2@test"] = replace(feed.events["ev-2@test"], title="Omar Haddad")
+    path.write_text(feed.text(), newline="")
+    result = poller.poll()
+    assert not result.complete and asked == [["ev-2@test"]]
+    del feed.events["ev-5@test"]            # its record is the one the store "lost"
+    path.write_text(feed.text(), newline="")
+    result = poller.poll()
+    assert asked[-1] == ["ev-5@test"] and result.complete

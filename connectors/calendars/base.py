@@ -84,7 +84,27 @@ class FetchResult:
 # ``FetchResult``, ``kept`` maps an id to its new record, or to None to forget it; ``kept_reset``
 # means "these are all of them" (the others are forgotten).  They are written in the same
 # transaction as ``state``, and only when the poll is applied (not while the breaker holds it).
-Memo = Callable[[str], dict[str, tuple[str, str]]]
+class Kept:
+    """One calendar's records as a poll reads them: every hash at once, what each event's
+    record holds only for the ids asked (a one-change poll needs one of hundreds)."""
+
+    def __init__(self, hashes: dict[str, str], fetch: Callable[[list[str]], dict[str, str]]) -> None:
+        self.hashes = hashes
+        self._fetch = fetch
+
+    @classmethod
+    def of(cls, records: dict[str, tuple[str, str]]) -> Kept:
+        """Records already in memory: id → (hash, data)."""
+        return cls({k: h for k, (h, _) in records.items()}, lambda ids: {k: records[k][1] for k in ids})
+
+    def data(self, ids: list[str]) -> dict[str, str]:
+        """id → its record's data, for those of ``ids`` that have a record."""
+        wanted = [k for k in ids if k in self.hashes]
+        return self._fetch(wanted) if wanted else {}
+
+
+# ``SourceContext.memo``: a calendar's records (a plain id → (hash, data) dict is accepted too)
+Memo = Callable[[str], "Kept | dict[str, tuple[str, str]]"]
 
 
 def apply_kept(records: dict[str, tuple[str, str]], result: FetchResult) -> None:

@@ -20,7 +20,7 @@ import json
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from connectors.calendars.base import FetchResult, Occurrence, Window
+from connectors.calendars.base import FetchResult, Kept, Occurrence, Window
 from connectors.calendars.caldav_sync import state_entry, tombstones_for
 from connectors.calendars.ics_groups import Feed, fingerprint, split_feed
 from daemon.errors import SourceError
@@ -41,8 +41,9 @@ def poll(src: IcsSource, body: bytes, window: Window, state: dict[str, Any],
     feed = split_feed(text) if memo is not None else None
     if feed is not None and memo is not None and state.get("groups") and state.get("frame") == feed.frame \
             and state.get("window_day") == new_state["window_day"]:
-        rows = memo(src.name)
-        if fingerprint([h for h, _ in rows.values()]) == state["groups"]:
+        found = memo(src.name)
+        rows = found if isinstance(found, Kept) else Kept.of(found)
+        if fingerprint(list(rows.hashes.values())) == state["groups"]:
             result = _delta(src, feed, window, rows, int(state.get("count") or 0), new_state)
             if result is not None:
                 return result
@@ -70,15 +71,16 @@ def _full(src: IcsSource, feed: Feed | None, text: str, window: Window, new_stat
     return result
 
 
-def _delta(src: IcsSource, feed: Feed, window: Window, rows: dict[str, tuple[str, str]], count: int,
+def _delta(src: IcsSource, feed: Feed, window: Window, rows: Kept, count: int,
            new_state: dict[str, Any]) -> FetchResult | None:
     """The changed groups' occurrences and tombstones, or None when a full parse must decide."""
     from connectors.calendars.ics import MAX_OCCURRENCES
 
-    changed = [uid for uid, g in feed.groups.items() if rows.get(uid, ("", ""))[0] != g.hash]
-    gone = [uid for uid in rows if uid not in feed.groups]
+    known = rows.hashes
+    changed = [uid for uid, g in feed.groups.items() if known.get(uid, "") != g.hash]
+    gone = [uid for uid in known if uid not in feed.groups]
     if not changed and not gone:      # the bytes changed, no event did (folding, order, whitespace)
-        new_state.update(frame=feed.frame, groups=fingerprint([h for h, _ in rows.values()]), count=count)
+        new_state.update(frame=feed.frame, groups=fingerprint(list(known.values())), count=count)
         return FetchResult(None, new_state)
     if 2 * len(changed) > len(feed.groups):
         return None                   # most of the feed changed: one parse of it all is cheaper
@@ -91,25 +93,28 @@ def _delta(src: IcsSource, feed: Feed, window: Window, rows: dict[str, tuple[str
     by_uid = _by_uid(occurrences)
     if not by_uid.keys() <= set(changed):
         return None
+    before = rows.data(changed + gone)       # what the changed and vanished events gave last time
+    if any(uid not in before for uid in gone) or any(uid in known and uid not in before for uid in changed):
+        return None                   # a record went missing meanwhile: the full parse decides
     out: list[Occurrence] = list(occurrences)
     kept: dict[str, tuple[str, str] | None] = {}
     for uid in changed:
         new = by_uid.get(uid, [])
         entry = _entry(new)
-        if uid in rows:
-            old = json.loads(rows[uid][1])
+        if uid in before:
+            old = json.loads(before[uid])
             count -= len(old.get("keys") or {})
             out.extend(tombstones_for(old, set(entry["keys"]), window, deleted=not new))
         count += len(entry["keys"])
         kept[uid] = (feed.groups[uid].hash, _text(entry))
     for uid in gone:
-        old = json.loads(rows[uid][1])
+        old = json.loads(before[uid])
         count -= len(old.get("keys") or {})
         out.extend(tombstones_for(old, set(), window, deleted=True))
         kept[uid] = None
     if count <= 0 or count > MAX_OCCURRENCES:
         return None                   # an empty window or a runaway one: the full parse says so
-    hashes = {uid: h for uid, (h, _) in rows.items()}
+    hashes = dict(known)
     hashes.update({uid: r[0] for uid, r in kept.items() if r is not None})
     for uid in gone:
         hashes.pop(uid, None)

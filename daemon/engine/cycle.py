@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.calendars.base import CalendarSource, SourceContext, Window
+from connectors.calendars.base import CalendarSource, Kept, SourceContext, Window
 from connectors.channels.base import Channel, ChannelContext
 from daemon import secrets
 from daemon.backends import EMAIL_BACKENDS, PHONE_BACKENDS, SOURCES
@@ -105,10 +105,15 @@ class Engine:
                             memo=self._memo)
         return SOURCES.load(cal.kind)(cal.name, cal.source, cal.options, ctx, timeout=cal.timeout.seconds or 30.0)
 
-    def _memo(self, calendar: str) -> dict[str, tuple[str, str]]:
-        """What a source kept per event at the last applied poll (daemon.store.groups)."""
+    def _memo(self, calendar: str) -> Kept:
+        """What a source kept per event at the last applied poll (daemon.store.groups): the
+        hashes now, an event's data when the source asks for it."""
+        def fetch(uids: list[str]) -> dict[str, str]:
+            with self.store.transaction() as conn:
+                return group_store.data(conn, calendar, uids)
+
         with self.store.transaction() as conn:
-            return group_store.load(conn, calendar)
+            return Kept(group_store.hashes(conn, calendar), fetch)
 
     def _channel(self, registry: Any, cfg: Any) -> Channel:
         p = self.config.practice

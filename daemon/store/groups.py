@@ -13,11 +13,21 @@ from daemon.store.tables import source_groups
 CHUNK = 500
 
 
-def load(conn: Connection, calendar: str) -> dict[str, tuple[str, str]]:
-    """UID → (hash, data) for one calendar."""
-    rows = conn.execute(sa.select(source_groups.c.uid, source_groups.c.hash, source_groups.c.data)
+def hashes(conn: Connection, calendar: str) -> dict[str, str]:
+    """UID → hash for one calendar."""
+    rows = conn.execute(sa.select(source_groups.c.uid, source_groups.c.hash)
                         .where(source_groups.c.calendar == calendar)).all()
-    return {r[0]: (r[1], r[2]) for r in rows}
+    return {r[0]: r[1] for r in rows}
+
+
+def data(conn: Connection, calendar: str, uids: list[str]) -> dict[str, str]:
+    """UID → data for those of ``uids`` the calendar has."""
+    out: dict[str, str] = {}
+    for i in range(0, len(uids), CHUNK):
+        out.update((r[0], r[1]) for r in conn.execute(
+            sa.select(source_groups.c.uid, source_groups.c.data)
+            .where(source_groups.c.calendar == calendar, source_groups.c.uid.in_(uids[i:i + CHUNK]))).all())
+    return out
 
 
 def save(conn: Connection, calendar: str, result: Any) -> None:
