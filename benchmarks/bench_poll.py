@@ -207,7 +207,7 @@ def _run(tmp: Path, events: int, repeat: int, http: bool, out: Callable[[str], N
     return 0 if ratio <= LIMIT or not limit else 1
 
 
-def pick_target(gen: generate.Generated) -> int:
+def pick_target(gen: generate.Generated, other_than: int | None = None) -> int:
     """An upcoming confirmed appointment a few days after "now" (inside the window).
 
     Preferably one whose client has nothing else booked in the next 14 days, so
@@ -218,6 +218,8 @@ def pick_target(gen: generate.Generated) -> int:
                 if ref + timedelta(days=2) <= a.start <= ref + timedelta(days=60) and not a.status and not a.no_show]
     if not upcoming:
         raise SystemExit("no upcoming appointment to change")
+    if other_than is not None:    # another client's (a second, independent change)
+        upcoming = [i for i in upcoming if appts[i].client != appts[other_than].client]
     for i in upcoming:
         a = appts[i]
         if not any(b.client == a.client and b is not a and not b.status

@@ -12,6 +12,7 @@ unchanged <= 0.01, cold <= 1.2 of the bare parse.
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 import statistics
 import time
 import sys
@@ -30,18 +31,32 @@ GOALS = {"cold": 1.2, "unchanged": 0.01, "one-change": 0.05}
 def export(folder: Path, events: int, kind: str) -> tuple[generate.Generated, bytes]:
     """Write the ``kind`` export of ``events`` appointments into ``folder``; return it and the
     same export's bytes with one upcoming appointment cancelled."""
+    gen, changed, _, _ = export_with_warm_up(folder, events, kind)
+    return gen, changed
+
+
+def export_with_warm_up(folder: Path, events: int, kind: str) -> tuple[generate.Generated, bytes, bytes, bytes]:
+    """``export``'s, plus the export with another client's upcoming appointment cancelled (the
+    service's warm-up change) and the export with both cancelled."""
     if kind == "series":
         series = generate_series.generate_series(folder, events=events)
-        return series.generated, series.one_cancelled()
+        return (series.generated, series.one_cancelled(), series.one_cancelled((1,)),
+                series.one_cancelled((0, 1)))
     gen = generate.generate(folder, events=events)
     from bench_poll import pick_target
 
-    return gen, gen.changed(pick_target(gen), status="CANCELLED")
+    target = pick_target(gen)
+    other = pick_target(gen, other_than=target)
+    both = list(gen.appointments)
+    for i in (target, other):
+        both[i] = replace(both[i], status="CANCELLED")
+    return (gen, gen.changed(target, status="CANCELLED"), gen.changed(other, status="CANCELLED"),
+            generate.render(both, gen.clients))
 
 
 def measure(folder: Path, events: int, kind: str, runs: int) -> dict[str, list[float]]:
     """Seconds of each measurement per run."""
-    gen, changed = export(folder, events, kind)
+    gen, changed, warm, both = export_with_warm_up(folder, events, kind)
     body = gen.ics.read_bytes()
     p = Practice(gen, gen.config)
     window = p.window()
@@ -62,24 +77,28 @@ def measure(folder: Path, events: int, kind: str, runs: int) -> dict[str, list[f
         out["one-change"].append(timed_poll(p)[0])
         gen.ics.write_bytes(body)
         p.reset_store(base)
-        unchanged, one_change = service_polls(p, changed)
+        unchanged, one_change = service_polls(p, warm, both)
         out["unchanged (service)"].append(unchanged)
         out["one-change (service)"].append(one_change)
     gen.ics.write_bytes(body)
     return out
 
 
-def service_polls(p: Practice, changed: bytes) -> tuple[float, float]:
-    """A running service's polls: one Engine (as ``run`` keeps), warmed by an untimed poll of the
-    cold store's feed, then an unchanged poll and a one-change poll, each timed."""
+def service_polls(p: Practice, warm: bytes, both: bytes) -> tuple[float, float]:
+    """A running service's polls: one Engine (as ``run`` keeps), warmed by untimed polls of the
+    cold store's feed and of another client's cancellation (``warm``: a service has applied
+    changes before, so their statements are compiled), then an unchanged poll and a one-change
+    poll (``both``: the measured cancellation on top), each timed."""
     eng = p.engine()
     try:
+        checked(eng.poll_one(CALENDAR))
+        p.gen.ics.write_bytes(warm)
         checked(eng.poll_one(CALENDAR))
         gc.collect()
         t0 = time.perf_counter()
         checked(eng.poll_one(CALENDAR))
         unchanged = time.perf_counter() - t0
-        p.gen.ics.write_bytes(changed)
+        p.gen.ics.write_bytes(both)
         gc.collect()
         t0 = time.perf_counter()
         checked(eng.poll_one(CALENDAR))
@@ -102,7 +121,7 @@ def report(events: int, kind: str, runs: int, seconds: dict[str, list[float]],
     for name, goal in (("unchanged (service)", GOALS["unchanged"]), ("one-change (service)", GOALS["one-change"])):
         med = statistics.median(seconds[name])
         out(f"  {name.replace(' (', ' poll (', 1) + ' / bare':<32} {med / bare_s:8.4f}  ({med * 1e3:8.1f} ms; one Engine "
-            f"kept, as run keeps it; goal <= {goal}: {'meets' if med / bare_s <= goal else 'misses'})")
+            f"kept, as run keeps it, warmed by an earlier change; goal <= {goal}: {'meets' if med / bare_s <= goal else 'misses'})")
 
 
 def run(tmp: Path, sizes: list[int], runs: int, kinds: list[str], out: Callable[[str], None] = print) -> None:

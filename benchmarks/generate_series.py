@@ -73,16 +73,22 @@ class SeriesExport:
         lines.append("END:VCALENDAR")
         return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
-    def one_cancelled(self) -> bytes:
-        """The export with one upcoming occurrence (a few days after "now") cancelled by an override."""
+    def one_cancelled(self, picks: tuple[int, ...] = (0,)) -> bytes:
+        """The export with one upcoming occurrence (a few days after "now") cancelled by an
+        override, in the first series that has one; ``picks``: in each of those series instead
+        (0 the first such series, 1 the next …)."""
         ref = self.generated.reference
+        changed, found = list(self.series), 0
         for i, s in enumerate(self.series):
             for n in range(s.count):
                 if ref + timedelta(days=2) <= s.at(n) <= ref + timedelta(days=30) and n not in s.overrides:
-                    changed = list(self.series)
-                    changed[i] = Series(s.uid, s.client, s.start, s.count, {**s.overrides, n: "cancelled"},
-                                        s.exdates)
-                    return self.render(changed)
+                    if found in picks:
+                        changed[i] = Series(s.uid, s.client, s.start, s.count, {**s.overrides, n: "cancelled"},
+                                            s.exdates)
+                    found += 1
+                    break
+            if found > max(picks):
+                return self.render(changed)
         raise SystemExit("no upcoming occurrence to cancel")
 
 
