@@ -7,6 +7,7 @@ the last cycle stopped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -267,7 +268,7 @@ class Engine:
                                   "degraded": None, "degraded_since": None, "held": None}
         if first_seen_at is not None:
             values["first_seen_at"] = first_seen_at
-        conn.execute(calendars.update().where(calendars.c.name == name).values(**values))
+        conn.execute(_update_calendar(tuple(values)), {**values, "at_name": name})
 
     def _degrade(self, name: str, now: datetime, reason: str, *, error: bool) -> PollResult:
         log.error("%s", reason)
@@ -343,6 +344,14 @@ class Engine:
         from daemon.engine.digest import send_digest
 
         return send_digest(self.context)
+
+
+@functools.lru_cache(maxsize=8)
+def _update_calendar(columns: tuple[str, ...]) -> Any:
+    """A good poll's UPDATE of the calendar's ``columns``, as text (compiled in a fraction of
+    Core's time: once per ``once`` process)."""
+    assert set(columns) <= set(calendars.c.keys()), columns
+    return sa.text("UPDATE calendars SET " + ", ".join(f"{c} = :{c}" for c in columns) + " WHERE name = :at_name")
 
 
 def breaker_weighs(delta: list[Any], vanish_breaker_min: int) -> bool:

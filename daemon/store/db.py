@@ -35,6 +35,7 @@ from daemon.store.tables import (
 
 log = logging.getLogger(__name__)
 _AUDIT = audit.insert()      # built once: every step's record writes one or two
+_CALENDAR_ROW = sa.text("SELECT * FROM calendars WHERE name = :name")   # text: compiled in a fraction of Core's time
 
 
 class Store:
@@ -191,7 +192,7 @@ class Store:
         conn.execute(query)
 
     def calendar_row(self, conn: Connection, name: str) -> dict[str, Any]:
-        row = conn.execute(sa.select(calendars).where(calendars.c.name == name)).mappings().first()
+        row = conn.execute(_CALENDAR_ROW, {"name": name}).mappings().first()
         if row is None:
             conn.execute(calendars.insert().values(name=name, state_json="{}"))
             return {"name": name, "first_seen_at": None, "last_poll_at": None, "last_ok_at": None,
