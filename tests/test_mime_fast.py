@@ -164,7 +164,7 @@ def assert_same_message(direct: bytes, expected: bytes, clean: bool = True) -> N
         assert all(boundary not in str(p.get_payload()) for p in got_parts[1:])
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_direct_bytes_read_like_the_email_package(case: tuple[Message, ChannelContext, bool, str]) -> None:
     message, context, eight_bit, linesep = case
