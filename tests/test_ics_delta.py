@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.calendars.base import FetchResult, Occurrence, SourceContext, Window, apply_kept
+from connectors.calendars.base import FetchResult, Kept, Occurrence, SourceContext, Window, apply_kept
 from connectors.calendars.ics import IcsSource
 from daemon.clock import FixedClock
 from daemon.errors import SourceError
@@ -166,7 +166,7 @@ class Poller:
         self.records: dict[str, tuple[str, str]] = {}
         ctx = SourceContext(base_dir=path.parent, timezone=ZoneInfo("America/New_York"),
                             clock=FixedClock(local(2026, 11, 2)), secret=lambda n: "", state_dir=path.parent,
-                            memo=lambda name: dict(self.records))
+                            memo=lambda name: Kept.of(dict(self.records)))
         self.source = IcsSource("main", str(path), None, ctx)
         self.state: dict[str, Any] = {}
         self.view: dict[str, Occurrence] = {}
@@ -280,8 +280,6 @@ def test_kept_records_that_do_not_match_the_state_mean_a_full_parse(tmp_path: Pa
 def test_only_the_changed_events_records_are_read_and_a_missing_one_means_a_full_parse(tmp_path: Path) -> None:
     """A delta asks the store for the data of the events it changed or lost, not of every event
     (the hashes decide which); a record gone between the two reads sends it to the full parse."""
-    from connectors.calendars.base import Kept
-
     path = tmp_path / "feed.ics"
     feed = Feed({f"ev-{i}@test": Event(f"ev-{i}@test", 24 * i, "utc") for i in range(6)})
     poller = Poller(path)

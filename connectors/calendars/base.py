@@ -103,8 +103,7 @@ class Kept:
         return self._fetch(wanted) if wanted else {}
 
 
-# ``SourceContext.memo``: a calendar's records (a plain id → (hash, data) dict is accepted too)
-Memo = Callable[[str], "Kept | dict[str, tuple[str, str]]"]
+Memo = Callable[[str], Kept]     # ``SourceContext.memo``: a calendar's records
 
 
 def apply_kept(records: dict[str, tuple[str, str]], result: FetchResult) -> None:

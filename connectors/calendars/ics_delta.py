@@ -41,8 +41,7 @@ def poll(src: IcsSource, body: bytes, window: Window, state: dict[str, Any],
     feed = split_feed(text) if memo is not None else None
     if feed is not None and memo is not None and state.get("groups") and state.get("frame") == feed.frame \
             and state.get("window_day") == new_state["window_day"]:
-        found = memo(src.name)
-        rows = found if isinstance(found, Kept) else Kept.of(found)
+        rows = memo(src.name)
         if fingerprint(list(rows.hashes.values())) == state["groups"]:
             result = _delta(src, feed, window, rows, int(state.get("count") or 0), new_state)
             if result is not None:

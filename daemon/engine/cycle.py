@@ -7,7 +7,6 @@ the last cycle stopped.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -40,7 +39,7 @@ from daemon.store import groups as group_store
 from daemon.store import sessions as session_store
 from daemon.store.db import Store
 from daemon.store.lock import FileLock
-from daemon.store.tables import calendars, steps, ts
+from daemon.store.tables import calendars, steps, text_update, ts
 from daemon.templating.templates import Templates
 
 log = logging.getLogger(__name__)
@@ -268,7 +267,7 @@ class Engine:
                                   "degraded": None, "degraded_since": None, "held": None}
         if first_seen_at is not None:
             values["first_seen_at"] = first_seen_at
-        conn.execute(_update_calendar(tuple(values)), {**values, "at_name": name})
+        conn.execute(text_update("calendars", tuple(values), ("name",)), {**values, "at_name": name})
 
     def _degrade(self, name: str, now: datetime, reason: str, *, error: bool) -> PollResult:
         log.error("%s", reason)
@@ -344,14 +343,6 @@ class Engine:
         from daemon.engine.digest import send_digest
 
         return send_digest(self.context)
-
-
-@functools.lru_cache(maxsize=8)
-def _update_calendar(columns: tuple[str, ...]) -> Any:
-    """A good poll's UPDATE of the calendar's ``columns``, as text (compiled in a fraction of
-    Core's time: once per ``once`` process)."""
-    assert set(columns) <= set(calendars.c.keys()), columns
-    return sa.text("UPDATE calendars SET " + ", ".join(f"{c} = :{c}" for c in columns) + " WHERE name = :at_name")
 
 
 def breaker_weighs(delta: list[Any], vanish_breaker_min: int) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +12,7 @@ from sqlalchemy.engine import Connection
 from daemon import rules
 from daemon.model import SessionRow
 from daemon.rules import Missed
-from daemon.store.tables import dt, sessions, ts
+from daemon.store.tables import dt, sessions, text_update, ts
 
 CHUNK = 500
 # Every column, read by name: compiles about 4x faster than 18 labelled columns, which counts
@@ -24,14 +23,6 @@ _SOME = sa.text('SELECT * FROM sessions WHERE calendar = :calendar AND "key" IN 
                 "SELECT * FROM sessions WHERE calendar = :calendar AND uid IN :uids").bindparams(
     sa.bindparam("keys", expanding=True), sa.bindparam("uids", expanding=True))
 _OF_CLIENT = sa.text("SELECT * FROM sessions WHERE client_id = :client_id")
-
-
-@functools.lru_cache(maxsize=64)
-def _update(columns: tuple[str, ...]) -> sa.TextClause:
-    """UPDATE of one session's ``columns`` (bound by name; the row named by ``at_calendar``, ``at_key``)."""
-    assert set(columns) <= set(sessions.c.keys()), columns
-    return sa.text("UPDATE sessions SET " + ", ".join(f'"{c}" = :{c}' for c in columns)
-                   + ' WHERE calendar = :at_calendar AND "key" = :at_key')
 
 
 def _from_db(r: Any) -> SessionRow:
@@ -123,7 +114,8 @@ def save(conn: Connection, rows: list[SessionRow], previous: dict[str, SessionRo
             continue
         was, now = _to_db(old), _to_db(r)      # the stored row is ``was``: set only what differs
         changed = {k: v for k, v in now.items() if v != was[k]}
-        conn.execute(_update(tuple(changed)), {**changed, "at_calendar": r.calendar, "at_key": r.key})
+        conn.execute(text_update("sessions", tuple(changed), ("calendar", "key")),
+                     {**changed, "at_calendar": r.calendar, "at_key": r.key})
 
 
 def for_client(conn: Connection, client_id: str) -> list[SessionRow]:

@@ -3,6 +3,7 @@ sortable UTC text form times are kept in."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from typing import Any
 
@@ -269,3 +270,15 @@ source_groups = sa.Table(  # per event (UID) of an iCal feed: what its next incr
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("data", sa.Text, nullable=False),
 )
+
+
+@functools.lru_cache(maxsize=128)
+def text_update(table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> sa.TextClause:
+    """``UPDATE table SET column = :column, … WHERE key = :at_key, …`` as text: it compiles in a
+    fraction of Core's time, which counts where each statement is compiled once (a ``once``
+    process).  Names are quoted ("key" and "end" are SQL words); the row's key columns are bound
+    as ``at_`` + name."""
+    known = set(metadata.tables[table].c.keys())
+    assert set(columns) <= known and set(keys) <= known, (columns, keys)
+    return sa.text(f"UPDATE {table} SET " + ", ".join(f'"{c}" = :{c}' for c in columns)
+                   + " WHERE " + " AND ".join(f'"{k}" = :at_{k}' for k in keys))
